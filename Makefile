@@ -1,0 +1,36 @@
+# The two commands a new user runs (see README):
+#   make demo   set up .venv and run the main job
+#   make test   set up .venv and run the whole test suite
+# Both need nothing but Python 3.11 (and apt, for Java, if it is missing).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-m "not slow"'.
+PYTEST_ARGS ?=
+
+.PHONY: demo test java clean
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+# TextWorldExpress runs on the JVM; install one when the machine has none.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo 'Java not found: installing default-jre-headless'; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-jre-headless; }
+
+test: $(STAMP) java
+	$(PY) -m pytest tests -n 2 --dist loadfile -q -rs $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m experiments.bench_credit
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

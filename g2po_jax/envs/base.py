@@ -1,0 +1,141 @@
+"""The batched text-environment protocol. Host only: never imports jax.
+
+An environment is a batch of independent task instances. The rollout engine
+resets the batch with one task seed per instance (repeating a seed
+`group_size` times gives a group of attempts at the same task) and steps it
+with one action string per instance. Each instance answers with a `TimeStep`.
+
+Determinism contract: an instance's texts and state keys are a pure function
+of (environment config, task seed, action history). No global RNG, no salted
+`hash()`, so copies of a task in different processes stay identical.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+# Train and evaluation tasks come from disjoint seed ranges, so evaluation is
+# always on tasks never trained on.
+_SPLIT_OFFSET = {'train': 0, 'eval': 1_000_000_000}
+_SPLIT_SIZE = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeStep:
+  """What one instance reports after a reset or a step.
+
+  Attributes:
+    observation: the feedback text of the last action (the intro at reset).
+    task: the task description, constant over an episode.
+    admissible: the actions admissible now, sorted, no duplicates.
+    reward: the environment's own reward for the last action (1.0 on the step
+      that solves a household task; the purchase score on a shop's buy step).
+      Trainers scale it (e.g. by `success_reward`).
+    done: the episode ended (won, or an irreversible terminal action). Step
+      limits are the trainer's business, not the environment's.
+    won: the task was solved on this step.
+    valid: the action was admissible (True at reset). An invalid action
+      still counts as a step and gets the environment's no-effect reply.
+    state_key: the text that identifies the state for graph credit (spec
+      section 12): the current observation plus the admissible actions; an
+      action with no effect keeps the previous key.
+  """
+  observation: str
+  task: str
+  admissible: tuple[str, ...]
+  reward: float
+  done: bool
+  won: bool
+  valid: bool
+  state_key: str
+
+
+def split_seeds(split: str, count: int, start: int = 0) -> np.ndarray:
+  """Task seeds `start .. start+count-1` of a split, as int64.
+
+  Args:
+    split: 'train' or 'eval'; the two ranges never overlap.
+    count: number of seeds.
+    start: index of the first seed within the split.
+  Returns:
+    [count] int64 seeds.
+  """
+  if split not in _SPLIT_OFFSET:
+    raise ValueError(f"split must be 'train' or 'eval'; got {split!r}.")
+  if count < 0 or start < 0 or start + count > _SPLIT_SIZE:
+    raise ValueError(f'seed indices must lie in [0, {_SPLIT_SIZE}); got '
+                     f'start={start}, count={count}.')
+  return _SPLIT_OFFSET[split] + np.arange(start, start + count, dtype=np.int64)
+
+
+def seed_split(seed: int) -> str:
+  """The split ('train' or 'eval') a task seed belongs to."""
+  for name, offset in _SPLIT_OFFSET.items():
+    if offset <= seed < offset + _SPLIT_SIZE:
+      return name
+  raise ValueError(f'task seed {seed} lies in no split.')
+
+
+class BatchEnv(abc.ABC):
+  """A batch of task instances stepped together (host side).
+
+  Subclasses set `name` and `max_steps` (the published episode limit for the
+  environment, which configs may override).
+  """
+
+  name: str = ''
+  max_steps: int = 50
+
+  @abc.abstractmethod
+  def reset(self, seeds: Sequence[int]) -> list[TimeStep]:
+    """Starts one instance per seed; the batch size becomes len(seeds)."""
+
+  @abc.abstractmethod
+  def step(self, actions: Sequence[str | None]) -> list[TimeStep | None]:
+    """Steps every instance whose action is not None.
+
+    Args:
+      actions: one entry per instance of the last reset; None leaves the
+        instance untouched (finished or inactive) and returns None for it.
+    Returns:
+      One TimeStep per instance (None where the action was None).
+    """
+
+  @abc.abstractmethod
+  def oracle_actions(self) -> list[str | None]:
+    """The next action of an optimal plan from each instance's current state.
+
+    None for instances that are done.
+    """
+
+  @abc.abstractmethod
+  def vocabulary(self) -> list[str]:
+    """Every word the environment can write (observations, tasks, actions).
+
+    A word-level tokenizer built from it covers all texts of the environment.
+    """
+
+  def close(self) -> None:
+    """Releases worker processes or other resources (idempotent)."""
+
+  def __enter__(self) -> BatchEnv:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def split_words(text: str) -> list[str]:
+  """Splits text into the units of `vocabulary()`: word runs and punctuation.
+
+  `go to cabinet 3.` -> ['go', 'to', 'cabinet', '3', '.']. Case is kept.
+  """
+  return _WORD.findall(text)

@@ -1,0 +1,87 @@
+"""Tests for g2po_jax/graph/hashing.py."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from g2po_jax.graph import hash_strings, hash_tokens, mix
+
+
+def test_padding_never_changes_the_key():
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, 150_000, (50, 700))
+  lengths = rng.integers(0, 700, 50)
+  garbage = np.where(np.arange(700) < lengths[:, None], tokens, rng.integers(0, 9, (50, 700)))
+  np.testing.assert_array_equal(hash_tokens(tokens, lengths), hash_tokens(garbage, lengths))
+  wider = np.pad(tokens, [(0, 0), (0, 5000)], constant_values=3)   # crosses a chunk
+  np.testing.assert_array_equal(hash_tokens(tokens, lengths), hash_tokens(wider, lengths))
+
+
+def test_length_is_part_of_the_key():
+  keys = hash_tokens(np.array([[5, 0], [5, 0], [0, 0], [0, 0]]), np.array([2, 1, 1, 0]))
+  assert len(set(keys.tolist())) == 4
+
+
+def test_single_token_changes_change_the_key():
+  rng = np.random.default_rng(1)
+  base = rng.integers(0, 2**21, 5000)
+  rows = np.repeat(base[None], 5000, 0)
+  rows[np.arange(5000), np.arange(5000)] ^= 1 << rng.integers(0, 21, 5000)  # one bit flipped
+  rows[0] = base
+  keys = hash_tokens(rows, np.full(5000, 5000))
+  assert len(np.unique(keys)) == 5000
+
+
+def test_no_collisions_among_many_random_rows():
+  rng = np.random.default_rng(2)
+  rows = rng.integers(0, 4, (200_000, 12))   # small alphabet: many near-duplicates
+  unique_rows = np.unique(rows, axis=0)
+  assert len(np.unique(hash_tokens(unique_rows, np.full(len(unique_rows), 12)))) == len(unique_rows)
+
+
+def test_batch_shape_and_dtype():
+  keys = hash_tokens(np.zeros((2, 3, 4), np.int32), np.full((2, 3), 4))
+  assert keys.shape == (2, 3) and keys.dtype == np.uint64
+
+
+def test_strings():
+  keys = hash_strings(['go to cabinet 1', 'go to cabinet 1', 'go to cabinet 10', '', 'é'])
+  assert keys[0] == keys[1] and len(set(keys.tolist())) == 4
+  assert hash_strings(np.array([['a', 'bb']])).shape == (1, 2)
+  # A string's key does not depend on the longest string of its batch.
+  assert hash_strings(['look'])[0] == hash_strings(['look', 'x' * 9000])[0]
+
+
+def test_keys_are_stable_across_processes():
+  code = ('from g2po_jax.graph import hash_strings, hash_tokens; import numpy as np; '
+          'print(hash_strings(["You arrive at fridge 1."])[0], '
+          'hash_tokens(np.arange(9000).reshape(1, -1) % 777, np.array([8999]))[0])')
+  runs = [subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout for _ in range(2)]
+  here = f'{hash_strings(["You arrive at fridge 1."])[0]} ' \
+         f'{hash_tokens(np.arange(9000).reshape(1, -1) % 777, np.array([8999]))[0]}\n'
+  assert runs[0] == runs[1] == here
+
+
+@pytest.mark.parametrize('tokens, lengths, match', [
+    (np.zeros((2, 3)), np.full(2, 3), 'tokens must be an integer array'),
+    (np.zeros((2, 3), int), np.full(3, 3), 'lengths must be an integer array of shape'),
+    (np.zeros((2, 3), int), np.array([1, 4]), r'lengths must lie in \[0, 3\]'),
+    (np.full((2, 3), -1), np.array([1, 0]), 'tokens must lie in'),
+    (np.full((2, 3), 2**21), np.array([1, 0]), 'tokens must lie in'),
+])
+def test_bad_input(tokens, lengths, match):
+  with pytest.raises(ValueError, match=match):
+    hash_tokens(tokens, lengths)
+
+
+def test_negative_padding_is_fine():
+  assert hash_tokens(np.array([[4, -1]]), np.array([1]))[0] == hash_tokens(np.array([[4]]),
+                                                                           np.array([1]))[0]
+
+
+def test_mix_is_order_sensitive():
+  a, b = np.uint64(1), np.uint64(2)
+  assert mix(a, b) != mix(b, a) and mix(a, b) == mix(a, b)
