@@ -120,6 +120,11 @@ class BatchEnv(abc.ABC):
     A word-level tokenizer built from it covers all texts of the environment.
     """
 
+  def task_type(self, index: int) -> str:
+    """The kind of task instance `index` holds (for per-type metrics)."""
+    del index
+    return self.name
+
   def close(self) -> None:
     """Releases worker processes or other resources (idempotent)."""
 

@@ -1,0 +1,88 @@
+"""Tests of the environment protocol helpers and the registry."""
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from g2po_jax import envs
+from g2po_jax.envs import base
+
+
+def test_train_and_eval_seeds_are_disjoint_and_map_back():
+  train = envs.split_seeds('train', 5000)
+  evaluation = envs.split_seeds('eval', 5000)
+  assert train.dtype == evaluation.dtype == np.int64
+  assert not set(train.tolist()) & set(evaluation.tolist())
+  assert {envs.seed_split(int(s)) for s in train} == {'train'}
+  assert {envs.seed_split(int(s)) for s in evaluation} == {'eval'}
+
+
+def test_split_seeds_start_continues_the_range():
+  whole = envs.split_seeds('eval', 10)
+  np.testing.assert_array_equal(envs.split_seeds('eval', 4, start=6), whole[6:])
+
+
+def test_last_seeds_of_the_splits_stay_apart():
+  last_train = envs.split_seeds('train', 1, start=base._SPLIT_SIZE - 1)
+  first_eval = envs.split_seeds('eval', 1)
+  assert last_train[0] < first_eval[0]
+  assert envs.seed_split(int(last_train[0])) == 'train'
+
+
+@pytest.mark.parametrize('split, count, start, message', [
+    ('test', 3, 0, 'split'),
+    ('train', -1, 0, 'seed indices'),
+    ('train', 2, base._SPLIT_SIZE - 1, 'seed indices'),
+    ('eval', 1, -5, 'seed indices'),
+])
+def test_split_seeds_rejects_bad_arguments(split, count, start, message):
+  with pytest.raises(ValueError, match=message):
+    envs.split_seeds(split, count, start)
+
+
+@pytest.mark.parametrize('seed', [-1, 2 * base._SPLIT_SIZE])
+def test_seed_split_rejects_seeds_outside_the_splits(seed):
+  with pytest.raises(ValueError, match='no split'):
+    envs.seed_split(seed)
+
+
+@pytest.mark.parametrize('text, words', [
+    ('go to cabinet 3.', ['go', 'to', 'cabinet', '3', '.']),
+    ("There's nothing special about pen 2.",
+     ['There', "'", 's', 'nothing', 'special', 'about', 'pen', '2', '.']),
+    ('-= Welcome =-\n\nYou see a X, and a Y.',
+     ['-', '=', 'Welcome', '=', '-', 'You', 'see', 'a', 'X', ',', 'and', 'a',
+      'Y', '.']),
+    ('  look:   around (receptacle)\n',
+     ['look', ':', 'around', '(', 'receptacle', ')']),
+    ('', []),
+])
+def test_split_words(text, words):
+  assert envs.split_words(text) == words
+
+
+def test_make_unknown_name_lists_the_known_ones():
+  with pytest.raises(ValueError, match='household-small'):
+    envs.make('alfworld-typo')
+
+
+def test_make_applies_the_preset_and_the_overrides():
+  env = envs.make('household-small', max_steps=7)
+  assert env.name == 'household-small' and env.max_steps == 7
+  assert envs.make('household').name == 'household'
+
+
+def test_timestep_is_immutable():
+  ts = base.TimeStep('obs', 'task', ('look',), 0.0, False, False, True, 'key')
+  with pytest.raises(AttributeError):
+    ts.reward = 1.0
+
+
+def test_envs_and_household_do_not_import_jax():
+  code = ('import sys, g2po_jax.envs, g2po_jax.envs.household; '
+          "assert 'jax' not in sys.modules, 'jax was imported'")
+  subprocess.run([sys.executable, '-c', code], check=True,
+                 cwd=pathlib.Path(__file__).parents[2])
