@@ -1,0 +1,170 @@
+r"""Policy-model throughput: KV-cache sampling vs recomputation, and training.
+
+Measures, for one preset at batch B and prompt length P:
+
+  sample_tokens_per_s_kv         generated tokens/s of `sampling.generate`
+                                 (prefill + N cached decode steps)
+  sample_tokens_per_s_recompute  the same, recomputing a full forward pass
+                                 over the fixed [B, P + N] buffer each step
+  train_tokens_per_s             tokens/s of a jitted forward + backward +
+                                 AdamW step on [B, P + N] rows
+  train_flops_fraction_of_peak   the train step's model FLOP/s over this
+                                 machine's matmul peak, measured in the same
+                                 run with a large jnp.dot
+
+Model FLOPs of the train step: 3 x forward, where forward counts the matmuls
+only (2 x matmul params x tokens, LM head included) plus attention scores and
+values (4 x L^2 x heads x head_dim per row and layer, the full masked square
+that XLA computes). Every figure is the median of --repeats timed calls after
+one warm-up (compilation) call.
+
+  python -m experiments.bench_model
+  python -m experiments.bench_model --batch=8 --repeats=1 --json=/tmp/model.json
+"""
+
+import functools
+import json
+import statistics
+import time
+
+from absl import app, flags
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from g2po_jax import models
+from g2po_jax import sampling
+
+_PRESET = flags.DEFINE_string('preset', 'tiny', f'One of {", ".join(models.PRESETS)}.')
+_VOCAB = flags.DEFINE_integer('vocab_size', 1024, 'Vocabulary of the tiny preset.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                           'Parameter and activation dtype.')
+_BATCH = flags.DEFINE_integer('batch', 64, 'Rows per batch.')
+_PROMPT = flags.DEFINE_integer('prompt_len', 256, 'Prompt tokens per row.')
+_NEW = flags.DEFINE_integer('new_tokens', 32, 'Generated tokens per row.')
+_PEAK_N = flags.DEFINE_integer('peak_n', 2048, 'Side of the square jnp.dot for the peak.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per measurement.')
+_JSON = flags.DEFINE_string('json', None, 'Write the four headline numbers here.')
+
+
+def seconds(fn, *args, repeats: int) -> float:
+  """Median wall time of fn(*args) over `repeats` calls, after a warm-up."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - tic)
+  return statistics.median(times)
+
+
+def matmul_peak(n: int, dtype, repeats: int) -> float:
+  """FLOP/s of an n x n x n jnp.dot (best of `repeats`, the machine's peak)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  dot = jax.jit(jnp.dot)
+  jax.block_until_ready(dot(a, a))
+  best = float('inf')
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    jax.block_until_ready(dot(a, a))
+    best = min(best, time.perf_counter() - tic)
+  return 2 * n**3 / best
+
+
+def recompute_generate(graphdef, params, tokens, rng, config):
+  """The no-cache baseline: a full forward pass over [B, P + N] per token."""
+  model = nnx.merge(graphdef, params)
+  b, p = tokens.shape
+  n = config.max_new_tokens
+  slots = jnp.arange(p + n)
+
+  def step(t, carry):
+    buffer, rng = carry
+    rng, draw_rng = jax.random.split(rng)
+    hidden, _ = model.hidden_states(buffer, jnp.broadcast_to(slots < p + t, buffer.shape))
+    token = sampling.draw_tokens(model.logits(hidden[:, p - 1 + t]), draw_rng, config)
+    return jax.lax.dynamic_update_slice(buffer, token[:, None], (0, p + t)), rng
+
+  buffer = jnp.pad(tokens, ((0, 0), (0, n)))
+  return jax.lax.fori_loop(0, n, step, (buffer, rng))[0][:, p:]
+
+
+def forward_flops(config: models.ModelConfig, batch: int, length: int) -> float:
+  """Matmul + attention FLOPs of one forward pass over [batch, length]."""
+  d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
+  qkv = d * (config.num_heads + 2 * config.num_kv_heads) * config.head_dim
+  out = config.num_heads * config.head_dim * d
+  per_token = config.num_layers * (qkv + out + 3 * d * f) + d * v
+  attention = config.num_layers * 4 * length**2 * config.num_heads * config.head_dim
+  return batch * (2 * per_token * length + attention)
+
+
+def main(argv):
+  del argv
+  overrides = dict(dtype=_DTYPE.value, param_dtype=_DTYPE.value)
+  if _PRESET.value == 'tiny':
+    overrides['vocab_size'] = _VOCAB.value
+  config = models.make_config(_PRESET.value, **overrides)
+  b, p, n = _BATCH.value, _PROMPT.value, _NEW.value
+  graphdef, params = nnx.split(models.init_model(config, 0))
+  rng = jax.random.key(0)
+  prompts = jax.random.randint(rng, (b, p), 0, config.vocab_size, jnp.int32)
+  sample_config = sampling.SamplingConfig(max_new_tokens=n)   # no stop ids: N steps
+
+  kv = jax.jit(sampling.generate, static_argnums=(0, 5))
+  t_kv = seconds(kv, graphdef, params, prompts, jnp.ones((b, p), bool), rng, sample_config,
+                 repeats=_REPEATS.value)
+  recompute = jax.jit(recompute_generate, static_argnums=(0, 4))
+  t_re = seconds(recompute, graphdef, params, prompts, rng, sample_config,
+                 repeats=_REPEATS.value)
+
+  tx = optax.adamw(1e-4)
+  rows = jax.random.randint(rng, (b, p + n), 0, config.vocab_size, jnp.int32)
+  mask = jnp.ones((b, p + n), bool)
+
+  def loss(params):
+    return -sampling.token_logprobs(graphdef, params, rows, mask).logp.mean()
+
+  # Donated: the step updates params and optimizer state in place.
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def train_step(params, opt_state):
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+  state = [params, tx.init(params)]
+
+  def run_train():
+    state[0], state[1], value = train_step(*state)
+    return value
+
+  t_train = seconds(run_train, repeats=_REPEATS.value)
+  peak = matmul_peak(_PEAK_N.value, config.dtype, _REPEATS.value)
+  train_flops = 3 * forward_flops(config, b, p + n) / t_train
+
+  results = {
+      'sample_tokens_per_s_kv': b * n / t_kv,
+      'sample_tokens_per_s_recompute': b * n / t_re,
+      'train_tokens_per_s': b * (p + n) / t_train,
+      'train_flops_fraction_of_peak': train_flops / peak,
+  }
+  print(f'{_PRESET.value} ({config.dtype}), batch {b}, prompt {p}, {n} new tokens, '
+        f'{jax.devices()[0].platform} x{jax.device_count()}\n')
+  print('| measurement | value |\n|---|---|')
+  print(f'| sampling, KV cache (generated tokens/s) | {results["sample_tokens_per_s_kv"]:,.0f} |')
+  print(f'| sampling, recompute prefix (generated tokens/s) | '
+        f'{results["sample_tokens_per_s_recompute"]:,.0f} |')
+  print(f'| KV-cache speed-up | {t_re / t_kv:.1f}x |')
+  print(f'| train step, fwd+bwd+AdamW (tokens/s) | {results["train_tokens_per_s"]:,.0f} |')
+  print(f'| train step model GFLOP/s | {train_flops / 1e9:,.1f} |')
+  print(f'| matmul peak GFLOP/s ({_PEAK_N.value}^3 jnp.dot) | {peak / 1e9:,.1f} |')
+  print(f'| train FLOP/s fraction of peak | {results["train_flops_fraction_of_peak"]:.2f} |')
+  if _JSON.value:
+    with open(_JSON.value, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)

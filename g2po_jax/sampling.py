@@ -1,0 +1,312 @@
+"""Batched sampling with a preallocated KV cache, and log-probs of given tokens.
+
+Two pure functions of (graphdef, params), meant to run under `jax.jit`:
+
+  generate        prompts [B, P] -> up to max_new_tokens sampled tokens per
+                  row, with their log-probs and masks.
+  token_logprobs  rows of [prompt | response] [B, L] -> per-token log-probs,
+                  entropies and values in one forward pass (the PPO loss).
+
+Both define a token's log-prob as log softmax(logits / temperature), so
+`generate`'s log-probs equal `token_logprobs(..., temperature)` on the same
+tokens up to float32 rounding, and PPO ratios start at 1. With top-k / top-p
+the draw is restricted to the kept tokens but the log-prob is still the
+untruncated one above (the quantity the trainer can recompute). Greedy
+decoding (temperature 0) reports temperature-1 log-probs.
+
+`Sampler` is the host-side driver: it pads prompts to bucketed lengths and
+batch sizes, so a shrinking set of live environments and varying prompt
+lengths reuse a handful of compiled programs.
+
+Stopping: a row stops after emitting one of `stop_ids` (e.g. the eos id).
+Stop *strings* are the host's job: decode the row and cut the text at the
+string; for a tokenizer where the string is one token (a newline), put that
+token in `stop_ids` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import chex
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from g2po_jax.models import qwen2
+from g2po_jax.models import sharding
+
+Array = chex.Array
+
+DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  """How to decode; static under jit (a new config compiles a new program).
+
+  Attributes:
+    max_new_tokens: tokens generated per row at most.
+    temperature: softmax temperature; 0 means greedy (argmax).
+    top_k: sample only among the k most likely tokens; 0 = off.
+    top_p: sample only from the smallest set of most likely tokens whose
+      probability reaches top_p (nucleus sampling); 1 = off.
+    stop_ids: a row is done after emitting any of these (included in its
+      output and mask).
+    pad_id: written after a row is done, and used to pad prompts.
+  """
+  max_new_tokens: int
+  temperature: float = 1.0
+  top_k: int = 0
+  top_p: float = 1.0
+  stop_ids: tuple[int, ...] = ()
+  pad_id: int = 0
+
+  def __post_init__(self):
+    if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+      raise ValueError(f'max_new_tokens must be a positive int; got '
+                       f'{self.max_new_tokens!r}.')
+    if self.temperature < 0:
+      raise ValueError(f'temperature must be >= 0; got {self.temperature}.')
+    if not isinstance(self.top_k, int) or self.top_k < 0:
+      raise ValueError(f'top_k must be an int >= 0; got {self.top_k!r}.')
+    if not 0 < self.top_p <= 1:
+      raise ValueError(f'top_p must lie in (0, 1]; got {self.top_p}.')
+    if not (isinstance(self.stop_ids, tuple)
+            and all(isinstance(i, int) and i >= 0 for i in self.stop_ids)):
+      raise ValueError(f'stop_ids must be a tuple of ints >= 0 (hashable); got '
+                       f'{self.stop_ids!r}.')
+    if not isinstance(self.pad_id, int) or self.pad_id < 0:
+      raise ValueError(f'pad_id must be an int >= 0; got {self.pad_id!r}.')
+
+
+class Samples(NamedTuple):
+  """What `generate` returns; N = max_new_tokens."""
+  tokens: Array  # [B, N] int32, pad_id after a row is done
+  logp: Array    # [B, N] float32, log softmax(logits / T) of each token; 0 off mask
+  mask: Array    # [B, N] bool, True for generated tokens (the stop token included)
+  done: Array    # [B] bool, the row emitted a stop id (False: cut by max_new_tokens)
+
+
+class TokenStats(NamedTuple):
+  """What `token_logprobs` returns for rows of length L."""
+  logp: Array            # [B, L-1] float32, log p(tokens[:, t+1] | tokens[:, :t+1])
+  entropy: Array         # [B, L-1] float32, entropy of that predictive distribution
+  values: Array | None   # [B, L-1] float32 value at position t, or None (no value head)
+
+
+def _log_probs(logits: Array, temperature: float) -> Array:
+  """log softmax(logits / T) in float32; T = 0 (greedy) counts as 1."""
+  t = temperature if temperature > 0 else 1.0
+  return jax.nn.log_softmax(logits.astype(jnp.float32) / t, axis=-1)
+
+
+def token_logprobs(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
+                   mask: Array, temperature: float = 1.0) -> TokenStats:
+  """Per-token log-probs, entropies and values of whole rows, one forward pass.
+
+  A row's real tokens must be contiguous (padding only before and/or after
+  them), so that position t + 1 follows position t. Padded positions give
+  finite garbage: mask the results, e.g. with `mask[:, 1:] & is_response[:, 1:]`
+  to score the response tokens.
+
+  Args:
+    graphdef, params: `nnx.split(model)` of a `Qwen2`.
+    tokens: [B, L] int32 rows of [prompt | response].
+    mask: [B, L] bool, True for real tokens.
+    temperature: the sampling temperature the log-probs are taken at.
+  Returns:
+    TokenStats of [B, L-1] float32 arrays, position t scoring tokens[:, t+1].
+  """
+  chex.assert_rank([tokens, mask], 2)
+  chex.assert_equal_shape([tokens, mask])
+  chex.assert_type([tokens, mask], [int, bool])
+  model = nnx.merge(graphdef, params)
+  hidden = model.hidden_states(tokens, mask)[0][:, :-1]         # [B, L-1, D]
+  logp_all = _log_probs(model.logits(hidden), temperature)     # [B, L-1, V]
+  logp = jnp.take_along_axis(logp_all, tokens[:, 1:, None], axis=-1)[..., 0]
+  entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+  values = None if model.value_head is None else model.values(hidden)
+  return TokenStats(logp, entropy, values)
+
+
+def draw_tokens(logits: Array, rng: Array, config: SamplingConfig) -> Array:
+  """Draws one token per row of [B, V] float32 logits -> [B] int32.
+
+  Greedy when config.temperature == 0; otherwise a categorical draw from
+  softmax(logits / temperature) restricted by top_k and top_p.
+  """
+  if config.temperature == 0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  scaled = logits / config.temperature
+  if config.top_k:
+    kth = jax.lax.top_k(scaled, config.top_k)[0][:, -1:]
+    scaled = jnp.where(scaled < kth, -jnp.inf, scaled)
+  if config.top_p < 1:
+    desc = -jnp.sort(-scaled, axis=-1)
+    probs = jax.nn.softmax(desc, axis=-1)
+    # Keep a token if the mass strictly before it is below top_p (the most
+    # likely token is always kept); ties at the threshold are all kept.
+    kept = jnp.sum(jnp.cumsum(probs, axis=-1) - probs < config.top_p, axis=-1)
+    threshold = jnp.take_along_axis(desc, kept[:, None] - 1, axis=-1)
+    scaled = jnp.where(scaled < threshold, -jnp.inf, scaled)
+  return jax.random.categorical(rng, scaled, axis=-1).astype(jnp.int32)
+
+
+class _Loop(NamedTuple):
+  step: Array           # [] int32, index of the token drawn next
+  logits: Array         # [B, V] float32, predicting that token
+  cache: qwen2.KVCache
+  tokens: Array         # [B, N] int32
+  logp: Array           # [B, N] float32
+  mask: Array           # [B, N] bool
+  done: Array           # [B] bool
+  rng: Array
+
+
+def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
+             mask: Array, rng: Array, config: SamplingConfig) -> Samples:
+  """Samples continuations of a padded batch of prompts with a KV cache.
+
+  The prompts are prefilled in one forward pass into a cache of P + N slots;
+  then each step draws one token per row and feeds it back through the
+  cache. The loop is a `lax.while_loop` that exits as soon as every row is
+  done. Rows whose mask is all False (batch padding) start done.
+
+  Args:
+    graphdef, params: `nnx.split(model)` of a `Qwen2`.
+    tokens: [B, P] int32 prompts, padded on either side.
+    mask: [B, P] bool, True for real prompt tokens.
+    rng: a PRNG key (unused when greedy).
+    config: static sampling settings (N = config.max_new_tokens).
+  Returns:
+    Samples with [B, N] tokens, log-probs, mask and [B] done.
+  """
+  chex.assert_rank([tokens, mask], 2)
+  chex.assert_equal_shape([tokens, mask])
+  chex.assert_type([tokens, mask], [int, bool])
+  model = nnx.merge(graphdef, params)
+  b, p = tokens.shape
+  n = config.max_new_tokens
+  stop_ids = jnp.asarray(config.stop_ids, jnp.int32)
+
+  cache = qwen2.init_cache(model.config, b, p + n)
+  hidden, cache = model.hidden_states(tokens, mask, cache, 0)
+  last = p - 1 - jnp.argmax(mask[:, ::-1], axis=1)              # last real slot
+  logits = model.logits(hidden[jnp.arange(b), last])            # [B, V]
+
+  def body(s: _Loop) -> _Loop:
+    rng, draw_rng = jax.random.split(s.rng)
+    token = draw_tokens(s.logits, draw_rng, config)
+    logp = jnp.take_along_axis(_log_probs(s.logits, config.temperature),
+                               token[:, None], axis=-1)[:, 0]
+    live = ~s.done
+    token = jnp.where(live, token, config.pad_id)
+    done = s.done | (live & jnp.isin(token, stop_ids))
+    # The last step's forward pass is not needed; skipping it would cost a
+    # cond per step for 1/N of the work.
+    hidden, cache = model.hidden_states(token[:, None], live[:, None], s.cache,
+                                        p + s.step)
+    return _Loop(step=s.step + 1, logits=model.logits(hidden[:, 0]),
+                 cache=cache,
+                 tokens=s.tokens.at[:, s.step].set(token),
+                 logp=s.logp.at[:, s.step].set(jnp.where(live, logp, 0.0)),
+                 mask=s.mask.at[:, s.step].set(live),
+                 done=done, rng=rng)
+
+  init = _Loop(step=jnp.int32(0), logits=logits, cache=cache,
+               tokens=jnp.full((b, n), config.pad_id, jnp.int32),
+               logp=jnp.zeros((b, n), jnp.float32),
+               mask=jnp.zeros((b, n), bool),
+               done=~jnp.any(mask, axis=1), rng=rng)
+  out = jax.lax.while_loop(lambda s: (s.step < n) & ~jnp.all(s.done), body, init)
+  return Samples(out.tokens, out.logp, out.mask, out.done & jnp.any(mask, axis=1))
+
+
+def _bucket(size: int, buckets: Sequence[int], name: str) -> int:
+  for bucket in buckets:
+    if bucket >= size:
+      return bucket
+  raise ValueError(f'{name} {size} exceeds the largest bucket {buckets[-1]}; '
+                   f'truncate the prompts or add a larger bucket.')
+
+
+class Sampler:
+  """Host driver of `generate` on bucketed shapes. Returns numpy arrays.
+
+  Prompts are right-padded to the smallest length bucket that fits the
+  longest one, and the batch is padded with empty rows to the smallest batch
+  bucket, so each (length bucket, batch bucket) pair compiles once.
+
+  With a mesh, the batch is split over its ('data', 'fsdp') axes (batch
+  buckets not divisible by that many shards are dropped); params may be
+  sharded any way, e.g. with `sharding.param_shardings`.
+  """
+
+  def __init__(self, graphdef: nnx.GraphDef, config: SamplingConfig, *,
+               length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
+               batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
+               mesh: jax.sharding.Mesh | None = None):
+    for name, buckets in (('length_buckets', length_buckets),
+                          ('batch_buckets', batch_buckets)):
+      if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
+        raise ValueError(f'{name} must be increasing positive ints; got '
+                         f'{buckets}.')
+    self.config = config
+    self.length_buckets = tuple(length_buckets)
+    self._data_sharding = None
+    if mesh is not None:
+      shards = sharding.batch_shards(mesh)
+      batch_buckets = [b for b in batch_buckets if b % shards == 0]
+      if not batch_buckets:
+        raise ValueError(f'no batch bucket is a multiple of the {shards} batch '
+                         f'shards of the mesh.')
+      self._data_sharding = sharding.batch_sharding(mesh)
+    self.batch_buckets = tuple(batch_buckets)
+    self._generate = jax.jit(functools.partial(generate, graphdef, config=config))
+
+  @property
+  def num_compilations(self) -> int:
+    """Programs compiled so far (one per distinct padded shape)."""
+    return self._generate._cache_size()  # pylint: disable=protected-access
+
+  def __call__(self, params: nnx.State, tokens: np.ndarray, lengths: np.ndarray,
+               rng: Array) -> Samples:
+    """Samples one continuation per prompt.
+
+    Args:
+      params: the model params (device arrays, possibly sharded).
+      tokens: [B, L] int prompts, right-padded (`Tokenizer.encode_batch`).
+      lengths: [B] int, prompt b is tokens[b, :lengths[b]]; each >= 1.
+      rng: a PRNG key.
+    Returns:
+      Samples of numpy arrays with B rows and N = max_new_tokens columns.
+    """
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    if tokens.ndim != 2 or lengths.shape != tokens.shape[:1]:
+      raise ValueError(f'tokens must be [B, L] and lengths [B]; got '
+                       f'{tokens.shape} and {lengths.shape}.')
+    if not (np.issubdtype(tokens.dtype, np.integer)
+            and np.issubdtype(lengths.dtype, np.integer)):
+      raise ValueError(f'tokens and lengths must be integer arrays; got '
+                       f'{tokens.dtype} and {lengths.dtype}.')
+    if not lengths.size:
+      raise ValueError('got no prompts (B = 0).')
+    if (lengths.min() < 1 or lengths.max() > tokens.shape[1]):
+      raise ValueError(f'lengths must lie in [1, {tokens.shape[1]}]; got '
+                       f'[{lengths.min()}, {lengths.max()}].')
+    b = len(lengths)
+    bb = _bucket(b, self.batch_buckets, 'batch size')
+    pb = _bucket(int(lengths.max()), self.length_buckets, 'prompt length')
+    padded = np.full((bb, pb), self.config.pad_id, np.int32)
+    width = min(pb, tokens.shape[1])
+    padded[:b, :width] = tokens[:, :width]
+    mask = np.arange(pb) < np.pad(lengths, (0, bb - b))[:, None]
+    padded, mask = jax.device_put((padded, mask), self._data_sharding)
+    out = jax.device_get(self._generate(params, padded, mask, rng))
+    return Samples(*(x[:b] for x in out))
