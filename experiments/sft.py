@@ -1,0 +1,144 @@
+r"""Warm start: supervised fine-tuning on noisy-oracle demonstrations.
+
+  python -m experiments.sft --config=configs/household_small_g2po.py --workdir=runs/sft
+
+Demonstrations: the environment's oracle plays train tasks with `sft.noise`
+random actions; every visited state is labelled with the oracle's action from
+that state. The policy learns them by cross-entropy and stops as soon as its
+success on unseen tasks, sampled at the rollout temperature, reaches
+`sft.target_success` (the papers start RL from an instruction model with low
+but non-zero success). Writes WORKDIR/policy, which RL loads with
+--config.model.init_from=WORKDIR/policy (and uses as its KL reference).
+"""
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from flax import nnx
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+import optax
+
+from g2po_jax import envs
+from g2po_jax import sampling
+from g2po_jax import tokenizers
+from g2po_jax.models import qwen2
+from g2po_jax.train import batch as batch_lib
+from g2po_jax.train import checkpoint as ckpt_lib
+from g2po_jax.train import config as config_lib
+from g2po_jax.train import loop
+from g2po_jax.train import metrics as metrics_lib
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where the policy and logs go.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def demonstrations(env: envs.BatchEnv, tokenizer: tokenizers.Tokenizer, seeds, *, noise: float,
+                   max_steps: int, history: int, prompt_len: int, rng: np.random.Generator):
+  """(prompt ids [S, P], lengths [S], label ids [S, N], label mask [S, N]) of noisy play."""
+  steps = env.reset(seeds)
+  pairs = [[] for _ in seeds]
+  prompts, labels = [], []
+  for _ in range(max_steps):
+    oracle = env.oracle_actions()
+    actions = [None] * len(seeds)
+    for i, (s, best) in enumerate(zip(steps, oracle)):
+      if s.done or best is None:
+        continue
+      prompts.append(tokenizers.format_prompt(s.task, pairs[i], s.observation, s.admissible,
+                                              max_history=history))
+      labels.append(best)
+      actions[i] = best if rng.random() >= noise else str(rng.choice(s.admissible))
+      pairs[i].append((s.observation, actions[i]))
+    if not any(a is not None for a in actions):
+      break
+    for i, res in enumerate(env.step(actions)):
+      if res is not None:
+        steps[i] = res
+  ids, lengths = tokenizer.encode_batch(prompts, prompt_len)
+  encoded = [tokenizer.encode(a) + [tokenizer.eos_id] for a in labels]
+  n = max(len(e) for e in encoded)
+  label_ids = np.zeros((len(encoded), n), np.int32)
+  label_mask = np.zeros((len(encoded), n), bool)
+  for row, e in enumerate(encoded):
+    label_ids[row, :len(e)] = e
+    label_mask[row, :len(e)] = True
+  return ids, lengths, label_ids, label_mask
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  c = _CONFIG.value
+  try:
+    config_lib.validate(c)
+  except config_lib.ConfigError as e:
+    sys.exit(f'config error: {e}')
+  workdir = _WORKDIR.value
+  env = envs.make(c.env.name, **c.env.kwargs)
+  tokenizer = tokenizers.WordTokenizer.from_vocabulary(env.vocabulary())
+  config = qwen2.make_config(c.model.preset, vocab_size=tokenizer.vocab_size,
+                             dtype=c.model.dtype, param_dtype=c.model.param_dtype)
+  model = qwen2.init_model(config, seed=c.seed)
+  graphdef, params = nnx.split(model)
+
+  t0 = time.perf_counter()
+  rng = np.random.default_rng(c.seed)
+  seeds = envs.split_seeds('train', c.sft.demo_tasks, start=500_000_000)  # not RL's first tasks
+  ids, lengths, label_ids, label_mask = demonstrations(
+      env, tokenizer, seeds, noise=c.sft.noise, max_steps=c.env.max_steps,
+      history=c.rollout.history, prompt_len=c.rollout.prompt_len, rng=rng)
+  tokens, token_mask, score_mask, _ = batch_lib.token_rows(
+      ids, lengths, label_ids, label_mask, np.zeros(label_ids.shape, np.float32),
+      c.rollout.prompt_len)
+  logging.info('%d demonstration steps from %d tasks in %.1f s', len(tokens), len(seeds),
+               time.perf_counter() - t0)
+
+  tx = optax.adamw(c.sft.lr, weight_decay=0.0)
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def sft_step(params, opt_state, tokens, token_mask, score_mask):
+    def loss_fn(p):
+      logp = sampling.token_logprobs(graphdef, p, tokens, token_mask).logp
+      return -jnp.sum(jnp.where(score_mask, logp, 0.0)) / jnp.maximum(score_mask.sum(), 1)
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  sampler = sampling.Sampler(graphdef, sampling.SamplingConfig(
+      max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
+      stop_ids=(tokenizer.eos_id,), pad_id=tokenizer.pad_id))
+  writer = metrics_lib.Writer(os.path.join(workdir, 'sft'))
+  success = 0.0
+  for update in range(1, c.sft.max_updates + 1):
+    pick = rng.integers(0, len(tokens), c.sft.batch_size)
+    params, opt_state, loss = sft_step(params, opt_state, tokens[pick], token_mask[pick],
+                                       score_mask[pick])
+    if update % c.sft.eval_every == 0:
+      # The RL rollout temperature, not greedy: the regime RL starts from.
+      values = loop.evaluate(c, env, sampler, params, tokenizer, update)
+      success = values['eval/success']
+      writer.scalars(update, {'sft/loss': float(loss), 'sft/success': success})
+      logging.info('sft update %d | loss %.3f | success %.2f (target %.2f)', update,
+                   float(loss), success, c.sft.target_success)
+      if success >= c.sft.target_success:
+        break
+  model = nnx.merge(graphdef, params)
+  ckpt_lib.save_policy(os.path.join(workdir, 'policy'), model, tokenizer)
+  writer.close()
+  env.close()
+  logging.info('wrote %s (success %.2f after %d updates, %.0f s)', os.path.join(workdir, 'policy'),
+               success, update, time.perf_counter() - t0)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,162 @@
+"""Multi-turn group rollouts: the host loop around the jitted sampler.
+
+Each environment step of each trajectory becomes one training sample (its
+prompt, the sampled response with the sampler's log-probs) and one row of the
+trajectory arrays the estimators read (reward, valid, state keys). Finished
+environments stop stepping; the sampler pads the shrinking batch of active
+ones to a few bucket sizes, so nothing recompiles.
+"""
+
+from collections.abc import Callable, Sequence
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from g2po_jax import envs
+from g2po_jax import graph as graph_lib
+from g2po_jax import sampling
+from g2po_jax import tokenizers
+
+# (tokens [b, P], lengths [b], rng) -> Samples of numpy arrays with b rows.
+SampleFn = Callable[[np.ndarray, np.ndarray, jax.Array], sampling.Samples]
+
+
+@dataclasses.dataclass
+class Rollouts:
+  """One batch of trajectories on the host (B trajectories, T = max steps).
+
+  The trajectory arrays are [B, T]; the S samples are the real steps in
+  row-major (trajectory, step) order.
+  """
+  seeds: np.ndarray          # [B] int64 task seed (= the task group)
+  task_types: list[str]      # [B]
+  reward: np.ndarray         # [B, T] float32, a win scaled to success_reward
+  valid: np.ndarray          # [B, T] bool
+  mask: np.ndarray           # [B, T] bool, a prefix per row
+  state_key: np.ndarray      # [B, T] uint64 key of the state acted in
+  next_key: np.ndarray       # [B, T] uint64 key of the state reached
+  won: np.ndarray            # [B] bool
+  prompt_ids: np.ndarray     # [S, P] int32, right-padded prompts
+  prompt_lengths: np.ndarray  # [S] int32
+  response_ids: np.ndarray   # [S, N] int32
+  response_mask: np.ndarray  # [S, N] bool
+  response_logp: np.ndarray  # [S, N] float32, sampler log-probs
+  sample_index: np.ndarray   # [S] int32, b * T + t
+  actions: list[list[str]]   # [B][length] action texts (as the env received them)
+  state_texts: list[list[str]]  # [B][length] state-key texts (for pictures)
+  sample_seconds: float = 0.0
+  env_seconds: float = 0.0
+
+  @property
+  def lengths(self) -> np.ndarray:
+    return self.mask.sum(1)
+
+  @property
+  def num_steps(self) -> int:
+    return int(self.mask.sum())
+
+  @property
+  def num_response_tokens(self) -> int:
+    return int(self.response_mask.sum())
+
+
+def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
+            tokenizer: tokenizers.Tokenizer, rng: jax.Array, *, max_steps: int,
+            history: int, prompt_len: int, success_reward: float) -> Rollouts:
+  """Runs one episode per seed (repeat a seed to get a group of attempts).
+
+  Args:
+    env: the batched environment (reset here).
+    seeds: [B] task seeds.
+    sample_fn: draws one response per prompt (see SampleFn).
+    tokenizer: encodes prompts, decodes responses into action text.
+    rng: a PRNG key; step t samples with fold_in(rng, t).
+    max_steps: T, the episode limit (truncation counts as failure).
+    history: (observation, action) pairs shown in each prompt.
+    prompt_len: prompts are cut from the left to this many tokens.
+    success_reward: the reward a win (env reward 1.0) is scaled to.
+  Returns:
+    Rollouts of B trajectories.
+  """
+  b = len(seeds)
+  t_env = time.perf_counter()
+  steps = env.reset(seeds)
+  env_seconds = time.perf_counter() - t_env
+  sample_seconds = 0.0
+  reward = np.zeros((b, max_steps), np.float32)
+  valid = np.zeros((b, max_steps), bool)
+  mask = np.zeros((b, max_steps), bool)
+  won = np.zeros(b, bool)
+  pairs = [[] for _ in range(b)]            # (observation, action) per trajectory
+  keys = [[] for _ in range(b)]             # state-key texts, then the final one
+  samples = []                              # (b, t, prompt, response tokens, logp)
+  active = [not s.done for s in steps]
+  for t in range(max_steps):
+    live = [i for i in range(b) if active[i]]
+    if not live:
+      break
+    prompts = [tokenizers.format_prompt(steps[i].task, pairs[i], steps[i].observation,
+                                        steps[i].admissible, max_history=history)
+               for i in live]
+    ids, lengths = tokenizer.encode_batch(prompts, prompt_len)
+    t0 = time.perf_counter()
+    out = sample_fn(ids, lengths, jax.random.fold_in(rng, t))
+    sample_seconds += time.perf_counter() - t0
+    actions = [None] * b
+    for j, i in enumerate(live):
+      actions[i] = tokenizer.decode(out.tokens[j][out.mask[j]]).strip()
+    t0 = time.perf_counter()
+    results = env.step(actions)
+    env_seconds += time.perf_counter() - t0
+    for j, i in enumerate(live):
+      res = results[i]
+      reward[i, t] = success_reward * res.reward
+      valid[i, t], mask[i, t] = res.valid, True
+      won[i] |= res.won
+      keys[i].append(steps[i].state_key)
+      pairs[i].append((steps[i].observation, actions[i]))
+      samples.append((i, t, ids[j, :lengths[j]], out.tokens[j], out.mask[j], out.logp[j]))
+      steps[i] = res
+      active[i] = not res.done
+  for i in range(b):
+    keys[i].append(steps[i].state_key)      # the state the last action reached
+  return _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
+                   reward, valid, mask, won, keys, pairs, samples, prompt_len,
+                   sample_seconds, env_seconds)
+
+
+def _assemble(seeds, task_types, reward, valid, mask, won, keys, pairs, samples,
+              prompt_len, sample_seconds, env_seconds) -> Rollouts:
+  b, t = mask.shape
+  lengths = mask.sum(1)
+  # Hash every key text once, vectorized: [B, T + 1] with padding ''.
+  texts = np.full((b, t + 1), '', dtype=object)
+  for i, k in enumerate(keys):
+    texts[i, :len(k)] = k
+  hashed = graph_lib.hash_strings(texts.astype(str))
+  samples.sort(key=lambda s: (s[0], s[1]))
+  s = len(samples)
+  n = samples[0][3].shape[0] if samples else 1
+  prompt_ids = np.zeros((s, prompt_len), np.int32)
+  prompt_lengths = np.zeros(s, np.int32)
+  response_ids = np.zeros((s, n), np.int32)
+  response_mask = np.zeros((s, n), bool)
+  response_logp = np.zeros((s, n), np.float32)
+  sample_index = np.zeros(s, np.int32)
+  for r, (i, step, prompt, tokens, tmask, logp) in enumerate(samples):
+    prompt_ids[r, :len(prompt)] = prompt
+    prompt_lengths[r] = len(prompt)
+    response_ids[r], response_mask[r], response_logp[r] = tokens, tmask, logp
+    sample_index[r] = i * t + step
+  return Rollouts(
+      seeds=seeds, task_types=task_types, reward=reward, valid=valid, mask=mask,
+      state_key=np.where(mask, hashed[:, :-1], 0).astype(np.uint64),
+      next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64),
+      won=won, prompt_ids=prompt_ids, prompt_lengths=prompt_lengths,
+      response_ids=response_ids, response_mask=response_mask, response_logp=response_logp,
+      sample_index=sample_index,
+      actions=[[a for _, a in p] for p in pairs],
+      state_texts=[k[:lengths[i]] for i, k in enumerate(keys)],
+      sample_seconds=sample_seconds, env_seconds=env_seconds)
