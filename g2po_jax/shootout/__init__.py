@@ -1,0 +1,1 @@
+"""Estimator shoot-out: tabular policies on procedural graph MDPs, all in JAX."""
