@@ -73,22 +73,23 @@ def matmul_peak(n: int, dtype, repeats: int) -> float:
   return 2 * n**3 / best
 
 
-def recompute_generate(graphdef, params, tokens, rng, config):
-  """The no-cache baseline: a full forward pass over [B, P + N] per token."""
+def recompute_generate(graphdef, params, tokens, keys, config):
+  """The no-cache baseline: a full forward pass over [B, P + N] per token.
+
+  keys: [B] PRNG keys, one per row (as `sampling.generate` takes them).
+  """
   model = nnx.merge(graphdef, params)
   b, p = tokens.shape
   n = config.max_new_tokens
   slots = jnp.arange(p + n)
 
-  def step(t, carry):
-    buffer, rng = carry
-    rng, draw_rng = jax.random.split(rng)
+  def step(t, buffer):
     hidden, _ = model.hidden_states(buffer, jnp.broadcast_to(slots < p + t, buffer.shape))
-    token = sampling.draw_tokens(model.logits(hidden[:, p - 1 + t]), draw_rng, config)
-    return jax.lax.dynamic_update_slice(buffer, token[:, None], (0, p + t)), rng
+    step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, t)
+    token = sampling.draw_tokens(model.logits(hidden[:, p - 1 + t]), step_keys, config)
+    return jax.lax.dynamic_update_slice(buffer, token[:, None], (0, p + t))
 
-  buffer = jnp.pad(tokens, ((0, 0), (0, n)))
-  return jax.lax.fori_loop(0, n, step, (buffer, rng))[0][:, p:]
+  return jax.lax.fori_loop(0, n, step, jnp.pad(tokens, ((0, 0), (0, n))))[:, p:]
 
 
 def forward_flops(config: models.ModelConfig, batch: int, length: int) -> float:
@@ -113,11 +114,12 @@ def main(argv):
   prompts = jax.random.randint(rng, (b, p), 0, config.vocab_size, jnp.int32)
   sample_config = sampling.SamplingConfig(max_new_tokens=n)   # no stop ids: N steps
 
+  keys = jax.random.split(rng, b)
   kv = jax.jit(sampling.generate, static_argnums=(0, 5))
-  t_kv = seconds(kv, graphdef, params, prompts, jnp.ones((b, p), bool), rng, sample_config,
+  t_kv = seconds(kv, graphdef, params, prompts, jnp.ones((b, p), bool), keys, sample_config,
                  repeats=_REPEATS.value)
   recompute = jax.jit(recompute_generate, static_argnums=(0, 4))
-  t_re = seconds(recompute, graphdef, params, prompts, rng, sample_config,
+  t_re = seconds(recompute, graphdef, params, prompts, keys, sample_config,
                  repeats=_REPEATS.value)
 
   tx = optax.adamw(1e-4)

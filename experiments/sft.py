@@ -83,6 +83,10 @@ def main(argv):
   except config_lib.ConfigError as e:
     sys.exit(f'config error: {e}')
   workdir = _WORKDIR.value
+  if os.path.exists(os.path.join(workdir, 'policy', 'config.json')):
+    logging.info('%s already holds a warm-start policy; nothing to do.',
+                 os.path.join(workdir, 'policy'))
+    return
   env = envs.make(c.env.name, **c.env.kwargs)
   tokenizer = tokenizers.WordTokenizer.from_vocabulary(env.vocabulary())
   config = qwen2.make_config(c.model.preset, vocab_size=tokenizer.vocab_size,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import chex
@@ -37,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from g2po_jax import distributed
 from g2po_jax.models import qwen2
 from g2po_jax.models import sharding
 
@@ -135,11 +135,13 @@ def token_logprobs(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
   return TokenStats(logp, entropy, values)
 
 
-def draw_tokens(logits: Array, rng: Array, config: SamplingConfig) -> Array:
+def draw_tokens(logits: Array, keys: Array, config: SamplingConfig) -> Array:
   """Draws one token per row of [B, V] float32 logits -> [B] int32.
 
   Greedy when config.temperature == 0; otherwise a categorical draw from
-  softmax(logits / temperature) restricted by top_k and top_p.
+  softmax(logits / temperature) restricted by top_k and top_p. Row b draws
+  with its own key keys[b], so a row's token does not depend on which other
+  rows share the batch (its padding, bucket or sharding).
   """
   if config.temperature == 0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -155,7 +157,7 @@ def draw_tokens(logits: Array, rng: Array, config: SamplingConfig) -> Array:
     kept = jnp.sum(jnp.cumsum(probs, axis=-1) - probs < config.top_p, axis=-1)
     threshold = jnp.take_along_axis(desc, kept[:, None] - 1, axis=-1)
     scaled = jnp.where(scaled < threshold, -jnp.inf, scaled)
-  return jax.random.categorical(rng, scaled, axis=-1).astype(jnp.int32)
+  return jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
 
 
 class _Loop(NamedTuple):
@@ -166,11 +168,10 @@ class _Loop(NamedTuple):
   logp: Array           # [B, N] float32
   mask: Array           # [B, N] bool
   done: Array           # [B] bool
-  rng: Array
 
 
 def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
-             mask: Array, rng: Array, config: SamplingConfig) -> Samples:
+             mask: Array, keys: Array, config: SamplingConfig) -> Samples:
   """Samples continuations of a padded batch of prompts with a KV cache.
 
   The prompts are prefilled in one forward pass into a cache of P + N slots;
@@ -182,7 +183,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
     graphdef, params: `nnx.split(model)` of a `Qwen2`.
     tokens: [B, P] int32 prompts, padded on either side.
     mask: [B, P] bool, True for real prompt tokens.
-    rng: a PRNG key (unused when greedy).
+    keys: [B] PRNG keys, one per row (unused when greedy); token i of row b
+      is drawn with fold_in(keys[b], i).
     config: static sampling settings (N = config.max_new_tokens).
   Returns:
     Samples with [B, N] tokens, log-probs, mask and [B] done.
@@ -201,8 +203,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
   logits = model.logits(hidden[jnp.arange(b), last])            # [B, V]
 
   def body(s: _Loop) -> _Loop:
-    rng, draw_rng = jax.random.split(s.rng)
-    token = draw_tokens(s.logits, draw_rng, config)
+    step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, s.step)
+    token = draw_tokens(s.logits, step_keys, config)
     logp = jnp.take_along_axis(_log_probs(s.logits, config.temperature),
                                token[:, None], axis=-1)[:, 0]
     live = ~s.done
@@ -217,13 +219,13 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
                  tokens=s.tokens.at[:, s.step].set(token),
                  logp=s.logp.at[:, s.step].set(jnp.where(live, logp, 0.0)),
                  mask=s.mask.at[:, s.step].set(live),
-                 done=done, rng=rng)
+                 done=done)
 
   init = _Loop(step=jnp.int32(0), logits=logits, cache=cache,
                tokens=jnp.full((b, n), config.pad_id, jnp.int32),
                logp=jnp.zeros((b, n), jnp.float32),
                mask=jnp.zeros((b, n), bool),
-               done=~jnp.any(mask, axis=1), rng=rng)
+               done=~jnp.any(mask, axis=1))
   out = jax.lax.while_loop(lambda s: (s.step < n) & ~jnp.all(s.done), body, init)
   return Samples(out.tokens, out.logp, out.mask, out.done & jnp.any(mask, axis=1))
 
@@ -243,9 +245,12 @@ class Sampler:
   longest one, and the batch is padded with empty rows to the smallest batch
   bucket, so each (length bucket, batch bucket) pair compiles once.
 
-  With a mesh, the batch is split over its ('data', 'fsdp') axes (batch
-  buckets not divisible by that many shards are dropped); params may be
-  sharded any way, e.g. with `sharding.param_shardings`.
+  With a mesh, the batch is split over its ('data', 'fsdp') axes; params may
+  be sharded any way, e.g. with `sharding.param_shardings`. With several
+  processes, every process passes its own prompts (its environments); the
+  processes agree on the buckets, the rows are assembled into one global
+  batch, and each process gets its own rows back. Each process's share of
+  the global batch is then a batch bucket, a multiple of its batch shards.
   """
 
   def __init__(self, graphdef: nnx.GraphDef, config: SamplingConfig, *,
@@ -259,16 +264,20 @@ class Sampler:
                          f'{buckets}.')
     self.config = config
     self.length_buckets = tuple(length_buckets)
-    self._data_sharding = None
+    self._mesh = mesh
     if mesh is not None:
-      shards = sharding.batch_shards(mesh)
-      batch_buckets = [b for b in batch_buckets if b % shards == 0]
+      local_shards = sharding.batch_shards(mesh) // jax.process_count()
+      batch_buckets = [b for b in batch_buckets if b % local_shards == 0]
       if not batch_buckets:
-        raise ValueError(f'no batch bucket is a multiple of the {shards} batch '
-                         f'shards of the mesh.')
-      self._data_sharding = sharding.batch_sharding(mesh)
+        raise ValueError(f'no batch bucket is a multiple of the {local_shards} batch '
+                         f'shards of this process.')
     self.batch_buckets = tuple(batch_buckets)
-    self._generate = jax.jit(functools.partial(generate, graphdef, config=config))
+
+    def run(params, tokens, mask, rng, row_ids):
+      keys = jax.vmap(jax.random.fold_in, (None, 0))(rng, row_ids)
+      return generate(graphdef, params, tokens, mask, keys, config)
+
+    self._generate = jax.jit(run)
 
   @property
   def num_compilations(self) -> int:
@@ -276,14 +285,18 @@ class Sampler:
     return self._generate._cache_size()  # pylint: disable=protected-access
 
   def __call__(self, params: nnx.State, tokens: np.ndarray, lengths: np.ndarray,
-               rng: Array) -> Samples:
+               rng: Array, row_ids: np.ndarray | None = None) -> Samples:
     """Samples one continuation per prompt.
 
     Args:
       params: the model params (device arrays, possibly sharded).
       tokens: [B, L] int prompts, right-padded (`Tokenizer.encode_batch`).
-      lengths: [B] int, prompt b is tokens[b, :lengths[b]]; each >= 1.
-      rng: a PRNG key.
+      lengths: [B] int, prompt b is tokens[b, :lengths[b]]; each >= 1. B may
+        be 0 (with several processes, one may have nothing left to sample).
+      rng: a PRNG key, the same in every process.
+      row_ids: [B] int, row b draws with fold_in(rng, row_ids[b]); give each
+        trajectory its own id to make its draws independent of the batch
+        it shares. Default: 0 .. B-1.
     Returns:
       Samples of numpy arrays with B rows and N = max_new_tokens columns.
     """
@@ -295,18 +308,27 @@ class Sampler:
             and np.issubdtype(lengths.dtype, np.integer)):
       raise ValueError(f'tokens and lengths must be integer arrays; got '
                        f'{tokens.dtype} and {lengths.dtype}.')
-    if not lengths.size:
-      raise ValueError('got no prompts (B = 0).')
-    if (lengths.min() < 1 or lengths.max() > tokens.shape[1]):
+    if lengths.size and (lengths.min() < 1 or lengths.max() > tokens.shape[1]):
       raise ValueError(f'lengths must lie in [1, {tokens.shape[1]}]; got '
                        f'[{lengths.min()}, {lengths.max()}].')
-    b = len(lengths)
-    bb = _bucket(b, self.batch_buckets, 'batch size')
-    pb = _bucket(int(lengths.max()), self.length_buckets, 'prompt length')
+    b = len(lengths)   # may be 0: a process with no live rows still takes part
+    row_ids = np.arange(b) if row_ids is None else np.asarray(row_ids)
+    if row_ids.shape != (b,):
+      raise ValueError(f'row_ids must have shape [{b}]; got {row_ids.shape}.')
+    bb, pb = distributed.agree_max(
+        [_bucket(max(b, 1), self.batch_buckets, 'batch size'),
+         _bucket(int(lengths.max(initial=1)), self.length_buckets, 'prompt length')])
     padded = np.full((bb, pb), self.config.pad_id, np.int32)
     width = min(pb, tokens.shape[1])
     padded[:b, :width] = tokens[:, :width]
     mask = np.arange(pb) < np.pad(lengths, (0, bb - b))[:, None]
-    padded, mask = jax.device_put((padded, mask), self._data_sharding)
-    out = jax.device_get(self._generate(params, padded, mask, rng))
-    return Samples(*(x[:b] for x in out))
+    ids = np.pad(row_ids.astype(np.int32), (0, bb - b))
+    inputs = (padded, mask, ids)
+    if self._mesh is not None:
+      inputs = distributed.global_batch(
+          inputs, lambda x: sharding.batch_sharding(self._mesh, x.ndim))
+    out = self._generate(params, *inputs[:2], rng, inputs[2])
+    if self._mesh is not None:
+      out = distributed.local_rows(
+          out, self._mesh, lambda x: sharding.batch_sharding(self._mesh, x.ndim).spec)
+    return Samples(*(np.asarray(x)[:b] for x in jax.device_get(out)))

@@ -95,13 +95,13 @@ def test_top_k_1_is_greedy(split, prompts):
 
 def test_top_k_and_top_p_restrict_the_draw():
   logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]] * 2000))
-  key = jax.random.key(0)
+  keys = jax.random.split(jax.random.key(0), 2000)
   for config, allowed in ((sampling.SamplingConfig(1, top_k=2), {0, 1}),
                           (sampling.SamplingConfig(1, top_p=0.7), {0, 1}),
                           (sampling.SamplingConfig(1, top_p=0.9), {0, 1, 2}),
                           (sampling.SamplingConfig(1, top_p=1e-6), {0}),
                           (sampling.SamplingConfig(1), {0, 1, 2, 3})):
-    drawn = set(np.asarray(sampling.draw_tokens(logits, key, config)).tolist())
+    drawn = set(np.asarray(sampling.draw_tokens(logits, keys, config)).tolist())
     assert drawn == allowed, config
 
 
@@ -131,6 +131,20 @@ def test_buckets_avoid_recompiling_and_padding_rows_are_inert(split, prompts):
   assert shorter.tokens.shape == (2, N) and alone.tokens.shape == (1, N)
   sampler(split[1], np.ones((1, 9), np.int32), np.array([9]), jax.random.key(0))
   assert sampler.num_compilations == 3                      # length bucket 16
+
+
+def test_a_rows_draws_do_not_depend_on_its_batch(split, prompts):
+  # Row ids, not batch positions, seed the draws: a trajectory samples the
+  # same tokens alone, in a bigger (padded) batch, or at another position.
+  sampler = sampling.Sampler(split[0], sampling.SamplingConfig(N), **BUCKETS)
+  tokens, lengths = prompts
+  key = jax.random.key(5)
+  together = sampler(split[1], tokens, lengths, key, row_ids=np.array([7, 8, 9]))
+  alone = sampler(split[1], tokens[2:], lengths[2:], key, row_ids=np.array([9]))
+  swapped = sampler(split[1], tokens[::-1], lengths[::-1], key, row_ids=np.array([9, 8, 7]))
+  np.testing.assert_array_equal(alone.tokens[0], together.tokens[2])
+  np.testing.assert_array_equal(swapped.tokens[::-1], together.tokens)
+  np.testing.assert_allclose(swapped.logp[::-1], together.logp, atol=1e-6)
 
 
 def test_errors(split):

@@ -108,9 +108,13 @@ class ModelConfig:
 PRESETS: dict[str, dict] = {
     # Learns the small household task from scratch on 2 CPU cores. The
     # vocabulary comes from the word tokenizer, so it has no vocab_size.
-    'tiny': dict(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
-                 head_dim=32, intermediate_size=512, rope_theta=1e4,
+    'tiny': dict(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1,
+                 head_dim=32, intermediate_size=256, rope_theta=1e4,
                  max_position_embeddings=512),
+    # Compiles in seconds: for tests and smoke runs, not for learning.
+    'micro': dict(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                  head_dim=16, intermediate_size=64, rope_theta=1e4,
+                  max_position_embeddings=512),
     # The Hugging Face configs of Qwen/Qwen2.5-{0.5B,1.5B,7B}(-Instruct).
     'qwen2.5-0.5b': dict(vocab_size=151936, hidden_size=896, num_layers=24,
                          num_heads=14, num_kv_heads=2, head_dim=64,

@@ -13,6 +13,7 @@ Qwen2.5 checkpoint and our warm start load the same way.
 """
 
 import os
+import shutil
 
 from absl import logging
 from flax import nnx
@@ -66,9 +67,18 @@ class Checkpointer:
 
 
 def save_policy(directory: str, model: qwen2.Qwen2, tokenizer: tokenizers.Tokenizer) -> None:
-  """Writes a policy directory: Hugging Face Qwen2 weights + the tokenizer."""
-  hf.save_hf(model, directory)
-  tokenizer.save(directory)
+  """Writes a policy directory: Hugging Face Qwen2 weights + the tokenizer.
+
+  Written beside the target and renamed into place, so an interrupted save
+  never leaves a half-written policy that a later run would load.
+  """
+  directory = os.path.abspath(directory)
+  partial = directory + '.partial'
+  shutil.rmtree(partial, ignore_errors=True)
+  hf.save_hf(model, partial)
+  tokenizer.save(partial)
+  shutil.rmtree(directory, ignore_errors=True)
+  os.replace(partial, directory)
 
 
 def load_policy(directory: str, *, mesh: jax.sharding.Mesh | None = None,

@@ -52,8 +52,7 @@ def credit_options(c: mlc.ConfigDict) -> dict[str, object]:
   Options left None take the estimator's default; `success_reward` and, for
   HGPO, `history` (= rollout.history) are passed when the estimator uses them.
   """
-  name = c.credit.name
-  allowed = _PPO_OPTIONS if name == 'ppo' else tuple(credit.estimator_options(name))
+  allowed = _allowed_options(c.credit.name)
   opts = {k: c.credit[k] for k in allowed if k in c.credit and c.credit[k] is not None}
   if 'success_reward' in allowed:
     opts['success_reward'] = float(c.credit.success_reward)
@@ -109,17 +108,41 @@ def validate(c: mlc.ConfigDict) -> None:
   _validate_credit(c)
 
 
+def validate_for_mesh(c: mlc.ConfigDict, batch_shards: int, num_processes: int) -> None:
+  """Checks the batch sizes against the mesh and the processes.
+
+  Each process steps whole task groups and contributes an equal piece of
+  every mini-batch, split over its devices.
+  """
+  for key in ('rollout.num_tasks', 'eval.num_tasks'):
+    if _get(c, key) % num_processes:
+      raise ConfigError(f'{key} ({_get(c, key)}) must be a multiple of the {num_processes} '
+                        f'processes.')
+  if c.ppo.minibatch_size % batch_shards:
+    raise ConfigError(f'ppo.minibatch_size ({c.ppo.minibatch_size}) must be a multiple of '
+                      f'the {batch_shards} batch shards of the mesh (mesh.data x mesh.fsdp).')
+
+
+def unused_credit_options(c: mlc.ConfigDict) -> list[str]:
+  """The credit options set in the config that the chosen estimator ignores.
+
+  A sweep shares one credit section across estimators (e.g. WebShop's
+  `norm='mean_norm'` also reaches RLOO, which has no norm), so these are
+  reported, not errors.
+  """
+  allowed = _allowed_options(c.credit.name)
+  return [k for k in c.credit if k not in ('name', 'success_reward')
+          and c.credit[k] is not None and k not in allowed]
+
+
+def _allowed_options(name: str) -> tuple[str, ...]:
+  return _PPO_OPTIONS if name == 'ppo' else tuple(credit.estimator_options(name))
+
+
 def _validate_credit(c: mlc.ConfigDict) -> None:
   name = c.credit.name
   if name not in ESTIMATORS:
     raise ConfigError(f'credit.name must be one of {", ".join(ESTIMATORS)}; got {name!r}.')
-  allowed = _PPO_OPTIONS if name == 'ppo' else tuple(credit.estimator_options(name))
-  for key in c.credit:
-    if key in ('name', 'success_reward') or c.credit[key] is None:
-      continue
-    if key not in allowed:
-      raise ConfigError(f'credit.{key} is set but estimator {name!r} does not use it '
-                        f'(its options: {", ".join(allowed)}).')
   if name == 'ppo':
     for key in _PPO_OPTIONS:
       if c.credit[key] is not None:

@@ -14,13 +14,15 @@ import time
 import jax
 import numpy as np
 
+from g2po_jax import distributed
 from g2po_jax import envs
 from g2po_jax import graph as graph_lib
 from g2po_jax import sampling
 from g2po_jax import tokenizers
 
-# (tokens [b, P], lengths [b], rng) -> Samples of numpy arrays with b rows.
-SampleFn = Callable[[np.ndarray, np.ndarray, jax.Array], sampling.Samples]
+# (tokens [b, P], lengths [b], rng, row_ids [b]) -> Samples of numpy arrays
+# with b rows; row i draws with fold_in(rng, row_ids[i]) (`sampling.Sampler`).
+SampleFn = Callable[[np.ndarray, np.ndarray, jax.Array, np.ndarray], sampling.Samples]
 
 
 @dataclasses.dataclass
@@ -33,6 +35,7 @@ class Rollouts:
   seeds: np.ndarray          # [B] int64 task seed (= the task group)
   task_types: list[str]      # [B]
   reward: np.ndarray         # [B, T] float32, a win scaled to success_reward
+  env_reward: np.ndarray     # [B, T] float32, the environment's own reward (a win is 1)
   valid: np.ndarray          # [B, T] bool
   mask: np.ndarray           # [B, T] bool, a prefix per row
   state_key: np.ndarray      # [B, T] uint64 key of the state acted in
@@ -64,8 +67,15 @@ class Rollouts:
 
 def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
             tokenizer: tokenizers.Tokenizer, rng: jax.Array, *, max_steps: int,
-            history: int, prompt_len: int, success_reward: float) -> Rollouts:
+            history: int, prompt_len: int, success_reward: float,
+            row_offset: int = 0) -> Rollouts:
   """Runs one episode per seed (repeat a seed to get a group of attempts).
+
+  Trajectory i samples with the ids row_offset + i, so its draws depend on
+  its place in the whole (all-process) batch, not on who else is still
+  running. With several processes every process calls this on its own
+  seeds; they step together (the sampler is a collective) until every
+  process's episodes are done.
 
   Args:
     env: the batched environment (reset here).
@@ -77,6 +87,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
     history: (observation, action) pairs shown in each prompt.
     prompt_len: prompts are cut from the left to this many tokens.
     success_reward: the reward a win (env reward 1.0) is scaled to.
+    row_offset: global index of this process's first trajectory.
   Returns:
     Rollouts of B trajectories.
   """
@@ -85,7 +96,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   steps = env.reset(seeds)
   env_seconds = time.perf_counter() - t_env
   sample_seconds = 0.0
-  reward = np.zeros((b, max_steps), np.float32)
+  env_reward = np.zeros((b, max_steps), np.float32)
   valid = np.zeros((b, max_steps), bool)
   mask = np.zeros((b, max_steps), bool)
   won = np.zeros(b, bool)
@@ -95,14 +106,15 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   active = [not s.done for s in steps]
   for t in range(max_steps):
     live = [i for i in range(b) if active[i]]
-    if not live:
+    if distributed.agree_max([len(live)])[0] == 0:
       break
     prompts = [tokenizers.format_prompt(steps[i].task, pairs[i], steps[i].observation,
                                         steps[i].admissible, max_history=history)
                for i in live]
     ids, lengths = tokenizer.encode_batch(prompts, prompt_len)
     t0 = time.perf_counter()
-    out = sample_fn(ids, lengths, jax.random.fold_in(rng, t))
+    out = sample_fn(ids, lengths, jax.random.fold_in(rng, t),
+                    row_offset + np.asarray(live, np.int64))
     sample_seconds += time.perf_counter() - t0
     actions = [None] * b
     for j, i in enumerate(live):
@@ -112,7 +124,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
     env_seconds += time.perf_counter() - t0
     for j, i in enumerate(live):
       res = results[i]
-      reward[i, t] = success_reward * res.reward
+      env_reward[i, t] = res.reward
       valid[i, t], mask[i, t] = res.valid, True
       won[i] |= res.won
       keys[i].append(steps[i].state_key)
@@ -123,12 +135,12 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   for i in range(b):
     keys[i].append(steps[i].state_key)      # the state the last action reached
   return _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
-                   reward, valid, mask, won, keys, pairs, samples, prompt_len,
-                   sample_seconds, env_seconds)
+                   env_reward, success_reward, valid, mask, won, keys, pairs, samples,
+                   prompt_len, sample_seconds, env_seconds)
 
 
-def _assemble(seeds, task_types, reward, valid, mask, won, keys, pairs, samples,
-              prompt_len, sample_seconds, env_seconds) -> Rollouts:
+def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, keys, pairs,
+              samples, prompt_len, sample_seconds, env_seconds) -> Rollouts:
   b, t = mask.shape
   lengths = mask.sum(1)
   # Hash every key text once, vectorized: [B, T + 1] with padding ''.
@@ -151,7 +163,8 @@ def _assemble(seeds, task_types, reward, valid, mask, won, keys, pairs, samples,
     response_ids[r], response_mask[r], response_logp[r] = tokens, tmask, logp
     sample_index[r] = i * t + step
   return Rollouts(
-      seeds=seeds, task_types=task_types, reward=reward, valid=valid, mask=mask,
+      seeds=seeds, task_types=task_types, reward=success_reward * env_reward,
+      env_reward=env_reward, valid=valid, mask=mask,
       state_key=np.where(mask, hashed[:, :-1], 0).astype(np.uint64),
       next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64),
       won=won, prompt_ids=prompt_ids, prompt_lengths=prompt_lengths,

@@ -139,7 +139,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     targets = target_bt.reshape(-1)[mb.sample_index]
     (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.ref_params, mb, adv, targets)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(terms['loss']) & jnp.isfinite(grad_norm)
