@@ -120,7 +120,7 @@ def main(argv):
 
   sampler = sampling.Sampler(graphdef, sampling.SamplingConfig(
       max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
-      stop_ids=(tokenizer.eos_id,), pad_id=tokenizer.pad_id))
+      stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id))
   writer = metrics_lib.Writer(os.path.join(workdir, 'sft'))
   success = 0.0
   for update in range(1, c.sft.max_updates + 1):

@@ -95,6 +95,12 @@ class Tokenizer(abc.ABC):
   def eos_id(self) -> int:
     """Id the model writes after an action (a stop id for sampling)."""
 
+  @property
+  def stop_ids(self) -> tuple[int, ...]:
+    """Ids that end an action: eos, and every token whose text holds a newline
+    (an action is one line; `action_text` cuts at the newline)."""
+    return (self.eos_id,)
+
   @abc.abstractmethod
   def encode(self, text: str) -> list[int]:
     """Token ids of text, without special tokens."""
@@ -106,6 +112,10 @@ class Tokenizer(abc.ABC):
   @abc.abstractmethod
   def save(self, directory: str) -> None:
     """Writes the tokenizer so that `load_tokenizer(directory)` restores it."""
+
+  def action_text(self, ids: Iterable[int]) -> str:
+    """The action a response writes: its decoded first line, stripped."""
+    return self.decode(ids).split('\n', 1)[0].strip()
 
   def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` of each text."""
@@ -200,6 +210,10 @@ class WordTokenizer(Tokenizer):
     return len(self.tokens)
 
   @property
+  def stop_ids(self) -> tuple[int, ...]:
+    return (self.EOS, self.NEWLINE)
+
+  @property
   def pad_id(self) -> int:
     return self.PAD
 
@@ -270,6 +284,10 @@ class HFTokenizer(Tokenizer):
     self.pad_token = eos_token if pad_token is None else pad_token
     self._eos_id = self._special_id('eos_token', self.eos_token)
     self._pad_id = self._special_id('pad_token', self.pad_token)
+    vocab = range(self.vocab_size)
+    texts = tokenizer.decode_batch([[i] for i in vocab], skip_special_tokens=False)
+    self._stop_ids = (self._eos_id,) + tuple(
+        i for i, text in zip(vocab, texts) if '\n' in text and i != self._eos_id)
 
   def _special_id(self, name: str, token: str) -> int:
     i = self.tokenizer.token_to_id(token)
@@ -320,6 +338,10 @@ class HFTokenizer(Tokenizer):
   @property
   def eos_id(self) -> int:
     return self._eos_id
+
+  @property
+  def stop_ids(self) -> tuple[int, ...]:
+    return self._stop_ids
 
   def encode(self, text: str) -> list[int]:
     return self.tokenizer.encode(text, add_special_tokens=False).ids

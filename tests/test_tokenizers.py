@@ -182,3 +182,13 @@ def test_tokenizers_module_does_not_import_jax():
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                        check=True)
   assert out.stdout.strip() == 'False'
+
+
+def test_an_action_is_one_line(word, tmp_path):
+  _bpe(tmp_path)
+  for tok in (word, tokenizers.load_tokenizer(str(tmp_path))):
+    newline = [i for i in tok.encode('go to cabinet 3\nlook') if '\n' in tok.decode([i])]
+    assert newline and set(newline) <= set(tok.stop_ids)
+    assert tok.eos_id in tok.stop_ids
+    assert tok.action_text(tok.encode(' go to cabinet 3\nlook around')) == 'go to cabinet 3'
+    assert not {i for i in tok.encode('go to cabinet 3') if i in tok.stop_ids}

@@ -118,7 +118,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
     sample_seconds += time.perf_counter() - t0
     actions = [None] * b
     for j, i in enumerate(live):
-      actions[i] = tokenizer.decode(out.tokens[j][out.mask[j]]).strip()
+      actions[i] = tokenizer.action_text(out.tokens[j][out.mask[j]])
     t0 = time.perf_counter()
     results = env.step(actions)
     env_seconds += time.perf_counter() - t0
