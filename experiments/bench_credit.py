@@ -29,6 +29,7 @@ flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
 flags.DEFINE_integer('repeats', 5, 'Timed repeats per measurement (median).')
 flags.DEFINE_integer('obs_len', 512, 'Tokens per observation.')
 flags.DEFINE_bool('big', True, 'Also run the 100k-row batch.')
+flags.DEFINE_list('steps', ['15', '50', '200'], 'Episode lengths T of the 16x8xT batches.')
 
 SUCCESS_REWARD = 10.0
 
@@ -124,7 +125,7 @@ def main(argv):
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}; '
         f'observations of {FLAGS.obs_len} tokens; medians of {FLAGS.repeats} runs.')
   results = {}
-  for steps in (15, 50, 200):
+  for steps in map(int, FLAGS.steps):
     label = f'16x8x{steps}'
     results[label] = run_case(label, make_rollouts(16, 8, steps, FLAGS.obs_len), names, names,
                               FLAGS.repeats)

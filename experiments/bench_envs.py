@@ -11,6 +11,8 @@ these statistics over every step taken (a step sits in the node
   visits_per_node     steps / distinct nodes
   singleton_fraction  fraction of steps whose node is visited exactly once
   win_rate            fraction of attempts won within the env's max_steps
+  score               mean episode reward (partial credit: the shop's purchase
+                      score; equals win_rate where rewards are 0/1)
   oracle_steps        mean episode length of the noise-free oracle
 
 The G2PO paper reports about 5 visits per node and 8% single-visit steps on
@@ -30,7 +32,7 @@ import numpy as np
 from g2po_jax import envs
 
 _ENVS = flags.DEFINE_list(
-    'envs', 'household-small,household,twx-cooking,twx-twc,twx-coin,shop-small',
+    'envs', 'household-small,household,twx-cooking,twx-twc,twx-coin,shop-small,shop',
     f'Environments to measure, from: {", ".join(envs.NAMES)}.')
 _TASKS = flags.DEFINE_integer('tasks', 64, 'Training tasks per environment.')
 _GROUP_SIZE = flags.DEFINE_integer('group_size', 8, 'Attempts per task.')
@@ -68,7 +70,8 @@ def noisy_oracle_rollouts(env: envs.BatchEnv, task_seeds: np.ndarray,
   Returns:
     node [n] int: the (task, state key) node of each step taken, numbered
       densely; attempt [n] int: the attempt (row) taking it; won [A] bool
-      per attempt (A = len(task_seeds) * group_size); lengths [A] int.
+      per attempt (A = len(task_seeds) * group_size); lengths [A] int;
+      score [A] float, the summed reward of each attempt.
   """
   seeds = np.repeat(task_seeds, group_size)
   live = env.reset(seeds)
@@ -76,6 +79,7 @@ def noisy_oracle_rollouts(env: envs.BatchEnv, task_seeds: np.ndarray,
   nodes, attempts = [], []
   won = np.zeros(len(seeds), bool)
   lengths = np.zeros(len(seeds), np.int64)
+  score = np.zeros(len(seeds))
   for _ in range(env.max_steps):
     oracle = env.oracle_actions()
     actions = []
@@ -96,8 +100,9 @@ def noisy_oracle_rollouts(env: envs.BatchEnv, task_seeds: np.ndarray,
       if ts is not None:
         lengths[i] += 1
         won[i] |= ts.won
+        score[i] += ts.reward
     live = [o if o is not None else ts for o, ts in zip(out, live)]
-  return np.asarray(nodes), np.asarray(attempts), won, lengths
+  return np.asarray(nodes), np.asarray(attempts), won, lengths, score
 
 
 def overlap_statistics(node: np.ndarray, attempt: np.ndarray) -> dict:
@@ -125,15 +130,14 @@ def measure(env: envs.BatchEnv, num_tasks: int, group_size: int,
                            min_seconds)
   # Its own generator: the timed loop's draws must not shift these.
   rng = np.random.default_rng(seed + 1)
-  node, attempt, won, _ = noisy_oracle_rollouts(env, task_seeds, group_size,
-                                                noise, rng)
-  _, _, clean_won, clean_len = noisy_oracle_rollouts(env, task_seeds, 1, 0.0,
-                                                     rng)
+  node, attempt, won, _, score = noisy_oracle_rollouts(env, task_seeds, group_size,
+                                                       noise, rng)
+  _, _, clean_won, clean_len, _ = noisy_oracle_rollouts(env, task_seeds, 1, 0.0, rng)
   if not clean_won.all():
     logging.warning('%s: the noise-free oracle lost %d of %d tasks.', env.name,
                     (~clean_won).sum(), num_tasks)
   return {'steps_per_s': speed, **overlap_statistics(node, attempt),
-          'win_rate': float(won.mean()),
+          'win_rate': float(won.mean()), 'score': float(score.mean()),
           'oracle_steps': float(clean_len.mean())}
 
 
@@ -159,12 +163,12 @@ def main(argv):
   print(f'\n{_TASKS.value} tasks x {_GROUP_SIZE.value} attempts, noisy oracle '
         f'({_NOISE.value:.0%} random actions)\n')
   print('| env | steps/s | shared fraction | visits/node | singleton fraction '
-        '| win rate | oracle steps |')
-  print('|---|---:|---:|---:|---:|---:|---:|')
+        '| win rate | score | oracle steps |')
+  print('|---|---:|---:|---:|---:|---:|---:|---:|')
   for name, r in results.items():
     print(f'| {name} | {r["steps_per_s"]:,.0f} | {r["shared_fraction"]:.2f} | '
           f'{r["visits_per_node"]:.2f} | {r["singleton_fraction"]:.2f} | '
-          f'{r["win_rate"]:.2f} | {r["oracle_steps"]:.1f} |')
+          f'{r["win_rate"]:.2f} | {r["score"]:.2f} | {r["oracle_steps"]:.1f} |')
   for name, reason in skipped.items():
     print(f'\nskipped {name}: {reason}')
   if _JSON.value:

@@ -1,0 +1,51 @@
+"""The benchmark scripts run end to end (tiny sizes) and write their JSON."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(module: str, *flags: str, timeout: int = 300) -> str:
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT)
+  out = subprocess.run([sys.executable, '-m', module, *flags], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout
+
+
+def test_bench_credit(tmp_path):
+  path = tmp_path / 'credit.json'
+  text = _run('experiments.bench_credit', '--steps=6', '--big=false', '--repeats=1',
+              '--obs_len=16', f'--json={path}')
+  result = json.loads(path.read_text())['16x8x6']
+  assert set(result['estimators']) == {'grpo', 'rloo', 'gigpo', 'g2po', 'graphgpo', 'hgpo',
+                                       'gagpo'}
+  assert result['estimators']['g2po']['speedup'] > 0
+  assert '| g2po |' in text
+
+
+def test_bench_model(tmp_path):
+  path = tmp_path / 'model.json'
+  _run('experiments.bench_model', '--batch=2', '--prompt_len=16', '--new_tokens=4',
+       '--repeats=1', '--peak_n=128', f'--json={path}')
+  result = json.loads(path.read_text())
+  for key in ('sample_tokens_per_s_kv', 'sample_tokens_per_s_recompute', 'train_tokens_per_s',
+              'train_flops_fraction_of_peak'):
+    assert result[key] > 0, key
+
+
+@pytest.mark.parametrize('env', ['household-small', 'shop-small'])
+def test_bench_envs(env, tmp_path):
+  path = tmp_path / 'envs.json'
+  _run('experiments.bench_envs', f'--envs={env}', '--tasks=2', '--group_size=2',
+       '--speed_seconds=0.1', f'--json={path}')
+  result = json.loads(path.read_text())['envs'][env]
+  for key in ('steps_per_s', 'shared_fraction', 'visits_per_node', 'singleton_fraction',
+              'win_rate', 'score'):
+    assert key in result, key
+  assert result['steps_per_s'] > 0 and 0 <= result['win_rate'] <= 1
