@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     'absl-py==2.5.1',
     'ml-collections==1.1.0',
     'tensorboardX==2.6.5',
+    'tensorboard==2.21.0',  # the viewer, and the reader experiments.report uses
     'safetensors==0.8.0',
     'tokenizers==0.23.3',
     'matplotlib==3.11.2',
@@ -26,7 +27,6 @@ EXTRAS = {
     'twx': ['textworld-express==1.1.0'],
     'test': [
         'textworld-express==1.1.0',
-        'tensorboard==2.21.0',  # EventAccumulator reads the logs back
         'pytest==9.2.0',
         'pytest-xdist==3.8.0',
         'hypothesis==6.170.15',
