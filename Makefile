@@ -29,8 +29,14 @@ java:
 test: $(STAMP) java
 	$(PY) -m pytest tests -n 2 --dist loadfile -q -rs $(PYTEST_ARGS)
 
+# The main job: a warm start by imitation (skipped once runs/demo/sft/policy
+# exists), then G2PO on household-small. Re-running resumes where it stopped.
+DEMO_CONFIG := configs/household_small_g2po.py
 demo: $(STAMP)
-	$(PY) -m experiments.bench_credit
+	$(PY) -m experiments.sft --config=$(DEMO_CONFIG) --workdir=runs/demo/sft
+	$(PY) -m experiments.train --config=$(DEMO_CONFIG) \
+	  --config.model.init_from=runs/demo/sft/policy --workdir=runs/demo/g2po
+	@echo 'TensorBoard: $(VENV)/bin/tensorboard --logdir runs/demo'
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -49,3 +49,12 @@ def sweep(add):
   for name in ('grpo', 'rloo', 'gigpo', 'g2po', 'graphgpo', 'hgpo', 'gagpo', 'ppo'):
     for seed in (0, 1, 2):
       add({'credit.name': name, 'seed': seed})
+
+
+def sweep_ablation(add):
+  """G2PO's terms: episode only, + node-centric, + edge-centric (full G2PO is
+  in `sweep`), on the same seeds (--sweep=sweep_ablation)."""
+  for node, edge in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0)):
+    for seed in (0, 1, 2):
+      add({'credit.name': 'g2po', 'credit.node_weight': node, 'credit.edge_weight': edge,
+           'seed': seed})

@@ -17,13 +17,16 @@ ARGS = {'qwen2_5_1_5b_alfworld_like': 'init_from=/models/Qwen2.5-1.5B-Instruct'}
 def test_config_and_its_sweep_validate(name):
   module = importlib.import_module(f'configs.{name}')
   config_lib.validate(module.get_config(ARGS.get(name)))
-  members = []
-  module.sweep(members.append)
-  assert members, 'the sweep declares no member'
-  for overrides in members:
-    c = module.get_config(ARGS.get(name))
-    c.update_from_flattened_dict(overrides)
-    config_lib.validate(c)
+  sweeps = [getattr(module, f) for f in dir(module) if f.startswith('sweep')]
+  assert sweeps, 'the config declares no sweep'
+  for sweep in sweeps:
+    members = []
+    sweep(members.append)
+    assert members, f'{sweep.__name__} declares no member'
+    for overrides in members:
+      c = module.get_config(ARGS.get(name))
+      c.update_from_flattened_dict(overrides)
+      config_lib.validate(c)
 
 
 def test_runlocal_args_and_typos():
