@@ -3,9 +3,10 @@ r"""The published setting: Qwen2.5-1.5B-Instruct, G2PO on the full household wor
   # On every host of a TPU slice or GPU cluster (see README, "Scale-out"):
   python -m experiments.train \
       --config=configs/qwen2_5_1_5b_alfworld_like.py:init_from=/ckpt/Qwen2.5-1.5B-Instruct \
-      --workdir=gs://bucket/runs/g2po_qwen1.5b
+      --workdir=/shared/runs/g2po_qwen1.5b
 
-`init_from` is a Hugging Face model directory (config.json, *.safetensors,
+The workdir must be a filesystem path every host sees (NFS, Filestore, a
+bucket mounted with gcsfuse). `init_from` is a Hugging Face model directory (config.json, *.safetensors,
 tokenizer.json), e.g. `huggingface-cli download Qwen/Qwen2.5-1.5B-Instruct`.
 Hyper-parameters are the papers' (spec section 11): 16 tasks x 8 attempts,
 lr 1e-6, low-variance KL 0.01, clip 0.2, entropy 0.001, one PPO epoch,

@@ -6,6 +6,14 @@ r"""Trains a policy with RL: the one entry point for every estimator.
   tensorboard --logdir runs
 
 An existing --workdir resumes from its newest readable checkpoint.
+
+Several processes (hosts), one command each (see experiments/results/SCALE_OUT.md):
+
+  # explicit: the same command on every host, process_id = 0 .. N-1
+  python -m experiments.train --config=... --workdir=<shared dir> \
+      --coordinator_address=host0:1234 --num_processes=N --process_id=i
+  # detected from the environment (TPU pod slice, SLURM, Open MPI, ...)
+  python -m experiments.train --config=... --workdir=<shared dir> --distributed
 """
 
 import sys
@@ -13,6 +21,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from g2po_jax.train import config as config_lib
@@ -20,8 +29,43 @@ from g2po_jax.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where logs and checkpoints go.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where logs and checkpoints go (with several '
+                               'processes: one directory every process can read and write).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Run as one of several processes: jax.distributed.initialize() '
+    'with the cluster detected from the environment (Cloud TPU pod slice, SLURM, Open MPI, '
+    'Kubernetes) or JAX_COORDINATOR_ADDRESS. Not needed with --coordinator_address.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'host:port of process 0 for a multi-process run; give '
+    '--num_processes and --process_id too. Disables the environment detection.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.', lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1.',
+                                   lower_bound=0)
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def init_distributed() -> None:
+  """Joins the multi-process run the flags describe (no flags: one process).
+
+  Must run before anything touches the JAX backend (importing our modules
+  does not): the devices of every process form the global `jax.devices()`
+  that the mesh is built from.
+  """
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if all(v is None for v in explicit):
+    if _DISTRIBUTED.value:
+      jax.distributed.initialize()
+    return
+  if any(v is None for v in explicit):
+    raise app.UsageError('--coordinator_address, --num_processes and --process_id go together; '
+                         'or use --distributed alone to detect them from the environment.')
+  if _PROCESS_ID.value >= _NUM_PROCESSES.value:
+    raise app.UsageError(f'--process_id={_PROCESS_ID.value} must be below '
+                         f'--num_processes={_NUM_PROCESSES.value}.')
+  # 'deactivate': with explicit flags, a SLURM/MPI environment must not
+  # override them (it would also restrict each process to one local GPU).
+  jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                             cluster_detection_method='deactivate')
 
 
 def main(argv):
@@ -30,10 +74,16 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   # Orbax narrates every save at INFO; keep the console to our progress lines.
   logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+  init_distributed()
+  if jax.process_count() > 1:
+    logging.info('process %d of %d; %d of %d devices are local', jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
   try:
     loop.train(_CONFIG.value, _WORKDIR.value)
   except config_lib.ConfigError as e:
     sys.exit(f'config error: {e}')
+  except FloatingPointError as e:  # too many non-finite updates in a row
+    sys.exit(f'stopped: {e}')
 
 
 def run():

@@ -9,6 +9,7 @@ use. In a single process they reduce to `device_put` / `device_get`.
 """
 
 from collections.abc import Sequence
+import hashlib
 
 import jax
 from jax.experimental import multihost_utils
@@ -79,3 +80,30 @@ def fetch(x: jax.Array) -> np.ndarray:
   if jax.process_count() == 1:
     return np.asarray(jax.device_get(x))
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def barrier(name: str) -> None:
+  """Waits until every process got here (no-op in a single process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def local_digest(tree) -> str:
+  """A hash of the values this process holds of a pytree of jax Arrays.
+
+  Hashes each leaf's addressable shards (one per distinct index, in index
+  order) with their positions. Arrays replicated over the processes give the
+  same digest in every process exactly when every process holds the same
+  values, which makes this a cheap check that replicas did not drift apart.
+  """
+  h = hashlib.blake2b(digest_size=16)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    h.update(jax.tree_util.keystr(path).encode())
+    shards = {}
+    for shard in leaf.addressable_shards:
+      key = tuple((s.start, s.stop) for s in shard.index)
+      shards.setdefault(key, shard)
+    for key in sorted(shards, key=lambda k: [(a or 0, b or -1) for a, b in k]):
+      h.update(repr(key).encode())
+      h.update(np.ascontiguousarray(jax.device_get(shards[key].data)).tobytes())
+  return h.hexdigest()

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
+import optax
 
 from g2po_jax import distributed
 from g2po_jax import envs
@@ -104,15 +105,33 @@ def episode_metrics(prefix: str, r: rollout.Rollouts) -> dict[str, float]:
   return out
 
 
+def count_bad_steps(run: int, finite: np.ndarray) -> tuple[int, int]:
+  """Counts non-finite (skipped) updates in a row.
+
+  Args:
+    run: non-finite updates in a row before these.
+    finite: [n] bool, whether each update of the iteration was finite, in order.
+  Returns:
+    (the run at the end, the longest run reached).
+  """
+  longest = run
+  for ok in finite:
+    run = 0 if ok else run + 1
+    longest = max(longest, run)
+  return run, longest
+
+
 class _Preemption:
   """Turns SIGTERM into a flag the loop checks at safe points."""
 
   def __init__(self):
     self.requested = False
+    self._previous = None
     try:
-      signal.signal(signal.SIGTERM, self._handle)
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread (e.g. some test runners)
       pass
+    logging.info('SIGTERM will save a checkpoint at the end of the iteration and stop the run.')
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -122,6 +141,11 @@ class _Preemption:
   def agreed(self) -> bool:
     """Whether any process was asked to stop (all processes stop together)."""
     return bool(distributed.agree_max([self.requested])[0])
+
+  def close(self) -> None:
+    """Puts back the SIGTERM handler that was there before."""
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
@@ -135,6 +159,10 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     The last iteration's metrics.
   """
   config_lib.validate(c)
+  if '://' in workdir:
+    raise config_lib.ConfigError(
+        f'--workdir must be a filesystem path (every process of a multi-host run sees it '
+        f'at the same path, e.g. NFS or a bucket mounted with gcsfuse); got {workdir!r}.')
   unused = config_lib.unused_credit_options(c)
   if unused:
     logging.warning('credit options %s do not apply to %r and are ignored.', unused,
@@ -146,6 +174,8 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   if lead:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(c.to_json_best_effort(indent=2))
+  # After jax.distributed.initialize, which installs a SIGTERM handler of its
+  # own that this one replaces.
   preemption = _Preemption()
   env = envs.make(c.env.name, **c.env.kwargs)
   policy = init_policy(c, env, mesh)
@@ -153,9 +183,16 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   tx = step_lib.make_optimizer(schedule, c.optim.b1, c.optim.b2, c.optim.weight_decay,
                                c.optim.grad_clip)
   replicated = NamedSharding(mesh, P())
+  # Adam's moments take their parameter's sharding (sharded over fsdp like
+  # it); left to XLA they come out replicated on every device.
+  param_sharding = jax.tree.map(lambda x: x.sharding, policy.params)
+  opt_sharding = optax.tree_utils.tree_map_params(
+      tx, lambda _, s: s, jax.eval_shape(tx.init, policy.params), param_sharding,
+      transform_non_params=lambda _: replicated)
+  state_sharding = step_lib.TrainState(param_sharding, opt_sharding, param_sharding, replicated)
   state = jax.jit(lambda p: step_lib.TrainState(p, tx.init(p), jax.tree.map(jnp.copy, p),
-                                                jnp.int32(0)))(policy.params)
-  state_sharding = jax.tree.map(lambda x: x.sharding, state)
+                                                jnp.int32(0)),
+                  out_shardings=state_sharding)(policy.params)
   del policy.params  # the state owns them now
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), keep=c.ckpt.keep)
   start = 0
@@ -172,7 +209,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   history = c.rollout.history if estimator == 'hgpo' else None
   sample_config = sampling.SamplingConfig(
       max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
-      top_k=c.rollout.top_k, top_p=c.rollout.top_p, stop_ids=(policy.tokenizer.eos_id,),
+      top_k=c.rollout.top_k, top_p=c.rollout.top_p, stop_ids=policy.tokenizer.stop_ids,
       pad_id=policy.tokenizer.pad_id)
   sampler = sampling.Sampler(policy.graphdef, sample_config, mesh=mesh)
   eval_sampler = sampling.Sampler(policy.graphdef, dataclasses.replace(
@@ -181,7 +218,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   train_step = jax.jit(step_lib.make_train_step(
       policy.graphdef, tx, estimator=estimator, estimator_options=options, clip=c.ppo.clip,
       kl_coef=c.ppo.kl_coef, entropy_coef=c.ppo.entropy_coef, value_coef=c.ppo.value_coef,
-      action_ratio=config_lib.action_ratio(c)),
+      action_ratio=config_lib.action_ratio(c), temperature=c.rollout.temperature),
       out_shardings=(state_sharding, replicated), donate_argnums=(0,))
   advantage_fn = jax.jit(step_lib.make_advantage_fn(estimator, options))
   values_fn = jax.jit(lambda params, mb: step_lib.state_values(policy.graphdef, params, mb))
@@ -196,104 +233,111 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   base_key = jax.random.key(c.seed)
   values = {}
   bad_in_a_row = 0
-  for it in range(start, c.num_iterations):
-    t_iter = time.perf_counter()
-    # ---------------------------------------------------------- rollouts (host)
-    seeds, row_offset = process_share(task_seeds(c, it), c.rollout.group_size)
-    params = state.params
-    r = rollout.collect(env, seeds, functools.partial(sampler, params), policy.tokenizer,
-                        jax.random.fold_in(base_key, it), row_offset=row_offset,
-                        **rollout_kwargs)
-    t_rollout = time.perf_counter() - t_iter
+  try:
+    for it in range(start, c.num_iterations):
+      t_iter = time.perf_counter()
+      # ---------------------------------------------------------- rollouts (host)
+      seeds, row_offset = process_share(task_seeds(c, it), c.rollout.group_size)
+      params = state.params
+      r = rollout.collect(env, seeds, functools.partial(sampler, params), policy.tokenizer,
+                          jax.random.fold_in(base_key, it), row_offset=row_offset,
+                          **rollout_kwargs)
+      t_rollout = time.perf_counter() - t_iter
 
-    # ------------------------------------------------- graph arrays (host)
-    t0 = time.perf_counter()
-    local = batch_lib.trajectories(r, history)
-    traj = batch_lib.gather_trajectories(local)
-    stats = graph_lib.graph_stats(traj.graph, traj.mask)
-    t_graph = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    count, longest = distributed.agree_max(batch_lib.minibatch_needs(r, minibatch_size))
-    mbs = batch_lib.minibatches(r, size=minibatch_size, prompt_len=c.rollout.prompt_len,
-                                padded_steps=local.mask.shape[1], count=count, longest=longest,
-                                row_offset=jax.process_index() * local.mask.shape[0],
-                                rng=np.random.default_rng([c.seed, it, 1, jax.process_index()]))
-    t_batch = time.perf_counter() - t0
-    mbs = [to_device(mb) for mb in mbs]
-    if estimator == 'ppo':
-      v = np.zeros(traj.mask.size, np.float32)
-      for mb in mbs:
-        idx, real = distributed.fetch(mb.sample_index), distributed.fetch(mb.sample_mask)
-        v[idx[real]] = distributed.fetch(values_fn(state.params, mb))[real]
-      traj = traj._replace(values=v.reshape(traj.mask.shape))
-    traj = jax.device_put(traj, replicated)
-    # The train step recomputes the advantages inside its own jit; this call
-    # only times the estimator for the overhead metrics.
-    t0 = time.perf_counter()
-    advantages = jax.block_until_ready(advantage_fn(traj)[0])
-    t_credit = time.perf_counter() - t0
-    last = it + 1 == c.num_iterations
-    if lead and c.graph_image_every and ((it + 1) % c.graph_image_every == 0 or last):
-      picture_of_a_group(c, workdir, writer, it + 1, r, advantages)
-
-    # ------------------------------------------------------- update (device)
-    t0 = time.perf_counter()
-    step_metrics = []
-    for _ in range(c.ppo.epochs):
-      for mb in mbs:
-        state, m = train_step(state, traj, mb)
-        step_metrics.append(m)
-      # Bounded queues of async collectives on fake CPU devices can deadlock.
-      jax.block_until_ready(state.step)
-    step_metrics = jax.device_get(step_metrics)
-    t_update = time.perf_counter() - t0
-
-    # ------------------------------------------------ metrics, eval, checkpoint
-    finite = np.array([m.pop('finite') for m in step_metrics])
-    bad_in_a_row = 0 if finite.all() else bad_in_a_row + int((~finite).sum())
-    values = {f'train/{k}' if '/' not in k else k: float(np.mean([m[k] for m in step_metrics]))
-              for k in step_metrics[0]}
-    values['train/nonfinite_updates'] = float((~finite).sum())
-    values['train/lr'] = float(schedule(int(state.step)))
-    values.update(episode_metrics('rollout', r))
-    values.update({f'graph/{k}': float(v) for k, v in stats.items() if np.isscalar(v)})
-    t_total = time.perf_counter() - t_iter
-    train_tokens = sum(int(distributed.fetch(mb.token_mask).sum()) for mb in mbs)
-    values.update({
-        'time/rollout': t_rollout, 'time/sampling': r.sample_seconds, 'time/env': r.env_seconds,
-        'time/graph': t_graph, 'time/batch': t_batch, 'time/credit': t_credit,
-        'time/update': t_update,
-        'time/iteration': t_total,
-        'time/graph_credit_fraction': (t_graph + t_credit) / t_total,
-        'throughput/env_steps_per_s': values['rollout/env_steps'] / t_rollout,
-        'throughput/sampled_tokens_per_s': distributed.gather_rows(
-            np.array([r.num_response_tokens])).sum() / max(r.sample_seconds, 1e-9),
-        'throughput/train_tokens_per_s': train_tokens * c.ppo.epochs / t_update,
-    })
-    if c.eval.every and ((it + 1) % c.eval.every == 0 or last):
+      # ------------------------------------------------- graph arrays (host)
       t0 = time.perf_counter()
-      values.update(evaluate(c, env, eval_sampler, state.params, policy.tokenizer, it))
-      values['time/eval'] = time.perf_counter() - t0
-    if (it + 1) % c.log_every == 0 or last:
-      writer.scalars(it + 1, values)
-      writer.flush()
-    progress.log(it, values)
+      local = batch_lib.trajectories(r, history)
+      traj = batch_lib.gather_trajectories(local)
+      stats = graph_lib.graph_stats(traj.graph, traj.mask)
+      t_graph = time.perf_counter() - t0
+      t0 = time.perf_counter()
+      count, longest = distributed.agree_max(batch_lib.minibatch_needs(r, minibatch_size))
+      mbs = batch_lib.minibatches(r, size=minibatch_size, prompt_len=c.rollout.prompt_len,
+                                  padded_steps=local.mask.shape[1], count=count, longest=longest,
+                                  row_offset=jax.process_index() * local.mask.shape[0],
+                                  rng=np.random.default_rng([c.seed, it, 1, jax.process_index()]))
+      t_batch = time.perf_counter() - t0
+      mbs = [to_device(mb) for mb in mbs]
+      if estimator == 'ppo':
+        v = np.zeros(traj.mask.size, np.float32)
+        for mb in mbs:
+          idx, real = distributed.fetch(mb.sample_index), distributed.fetch(mb.sample_mask)
+          v[idx[real]] = distributed.fetch(values_fn(state.params, mb))[real]
+        traj = traj._replace(values=v.reshape(traj.mask.shape))
+      traj = jax.device_put(traj, replicated)
+      # The train step recomputes the advantages inside its own jit; this call
+      # only times the estimator for the overhead metrics.
+      t0 = time.perf_counter()
+      advantages = jax.block_until_ready(advantage_fn(traj)[0])
+      t_credit = time.perf_counter() - t0
+      last = it + 1 == c.num_iterations
+      if lead and c.graph_image_every and ((it + 1) % c.graph_image_every == 0 or last):
+        picture_of_a_group(c, workdir, writer, it + 1, r, advantages)
 
-    if bad_in_a_row >= c.ppo.max_bad_steps:
-      ckpt.close()
-      raise FloatingPointError(
-          f'{bad_in_a_row} updates in a row had a non-finite loss or gradient (limit '
-          f'ppo.max_bad_steps={c.ppo.max_bad_steps}); stopping at iteration {it + 1}. '
-          f'Lower optim.lr or check the rewards.')
-    preempted = preemption.agreed()
-    if (it + 1) % c.ckpt.every == 0 or last or preempted:
-      ckpt.save(it, state, {'iteration': it, 'seed': c.seed})
-    if preempted:
-      logging.warning('preempted: checkpoint of iteration %d saved; exiting.', it + 1)
-      break
-  ckpt.close()
-  writer.close()
-  env.close()
+      # ------------------------------------------------------- update (device)
+      t0 = time.perf_counter()
+      step_metrics = []
+      for _ in range(c.ppo.epochs):
+        for mb in mbs:
+          state, m = train_step(state, traj, mb)
+          step_metrics.append(m)
+        # Bounded queues of async collectives on fake CPU devices can deadlock.
+        jax.block_until_ready(state.step)
+      step_metrics = jax.device_get(step_metrics)
+      t_update = time.perf_counter() - t0
+
+      # ------------------------------------------------ metrics, eval, checkpoint
+      finite = np.array([m.pop('finite') for m in step_metrics])
+      bad_in_a_row, longest_bad = count_bad_steps(bad_in_a_row, finite)
+      values = {f'train/{k}' if '/' not in k else k: float(np.mean([m[k] for m in step_metrics]))
+                for k in step_metrics[0]}
+      values['train/nonfinite_updates'] = float((~finite).sum())
+      values['train/lr'] = float(schedule(int(state.step)))
+      values.update(episode_metrics('rollout', r))
+      values.update({f'graph/{k}': float(v) for k, v in stats.items() if np.isscalar(v)})
+      t_total = time.perf_counter() - t_iter
+      train_tokens = sum(int(distributed.fetch(mb.token_mask).sum()) for mb in mbs)
+      values.update({
+          'time/rollout': t_rollout, 'time/sampling': r.sample_seconds, 'time/env': r.env_seconds,
+          'time/graph': t_graph, 'time/batch': t_batch, 'time/credit': t_credit,
+          'time/update': t_update,
+          'time/iteration': t_total,
+          'time/graph_credit_fraction': (t_graph + t_credit) / t_total,
+          'throughput/env_steps_per_s': values['rollout/env_steps'] / t_rollout,
+          'throughput/sampled_tokens_per_s': distributed.gather_rows(
+              np.array([r.num_response_tokens])).sum() / max(r.sample_seconds, 1e-9),
+          'throughput/train_tokens_per_s': train_tokens * c.ppo.epochs / t_update,
+      })
+      if c.eval.every and ((it + 1) % c.eval.every == 0 or last):
+        t0 = time.perf_counter()
+        values.update(evaluate(c, env, eval_sampler, state.params, policy.tokenizer, it))
+        values['time/eval'] = time.perf_counter() - t0
+      if (it + 1) % c.log_every == 0 or last:
+        writer.scalars(it + 1, values)
+        writer.flush()
+      progress.log(it, values)
+
+      if longest_bad >= c.ppo.max_bad_steps:
+        raise FloatingPointError(
+            f'{longest_bad} updates in a row had a non-finite loss or gradient and were '
+            f'skipped (limit ppo.max_bad_steps={c.ppo.max_bad_steps}); stopping after '
+            f'iteration {it + 1}, whose metrics are logged; no checkpoint of it is saved. '
+            f'Check the rewards, or lower optim.lr.')
+      preempted = preemption.agreed()
+      if (it + 1) % c.ckpt.every == 0 or last or preempted:
+        ckpt.save(it, state, {'iteration': it, 'seed': c.seed})
+      if preempted:
+        logging.warning('preempted: checkpoint of iteration %d saved; exiting.', it + 1)
+        break
+  finally:
+    preemption.close()
+    ckpt.close()
+    writer.close()
+    env.close()
+  # Equal in every process when the parameters are replicated over processes
+  # (mesh.fsdp within one host): a check that replicas did not drift apart.
+  logging.info('parameter digest of process %d of %d: %s', jax.process_index(),
+               jax.process_count(), distributed.local_digest(state.params))
   return values
 
 

@@ -100,6 +100,7 @@ def make_advantage_fn(estimator: str, options: dict) -> Callable[[Trajectories],
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
                     estimator: str, estimator_options: dict, clip: float, kl_coef: float,
                     entropy_coef: float, value_coef: float, action_ratio: bool,
+                    temperature: float = 1.0
                     ) -> Callable[[TrainState, Trajectories, Minibatch], tuple[TrainState, dict]]:
   """Builds train_step(state, traj, mb) -> (state, metrics); jit it.
 
@@ -111,13 +112,16 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     estimator_options: its keyword options (train.config.credit_options).
     clip, kl_coef, entropy_coef, value_coef: loss coefficients.
     action_ratio: one importance ratio per action (GAGPO).
+    temperature: the rollout temperature. Log-probs (ratio, KL, entropy) are
+      those of the sampling distribution softmax(logits / temperature), so
+      the ratio starts at 1 whatever the temperature.
   """
   advantage_fn = make_advantage_fn(estimator, estimator_options)
   with_critic = estimator == 'ppo'
 
   def loss_fn(params, ref_params, mb: Minibatch, adv, targets):
-    stats = sampling.token_logprobs(graphdef, params, mb.tokens, mb.token_mask)
-    ref = sampling.token_logprobs(graphdef, ref_params, mb.tokens, mb.token_mask)
+    stats = sampling.token_logprobs(graphdef, params, mb.tokens, mb.token_mask, temperature)
+    ref = sampling.token_logprobs(graphdef, ref_params, mb.tokens, mb.token_mask, temperature)
     score = mb.score_mask & mb.sample_mask[:, None]
     pg, aux = losses.clipped_policy_loss(stats.logp, mb.old_logp, adv, score, clip=clip,
                                          action_ratio=action_ratio)

@@ -42,7 +42,7 @@ def _rollouts(rng: np.random.Generator) -> rollout.Rollouts:
       actions=[[''] * n for n in mask.sum(1)], state_texts=[[''] * n for n in mask.sum(1)])
 
 
-def _setup(estimator: str, lr: float = 1e-2):
+def _setup(estimator: str, lr: float = 1e-2, temperature: float = 1.0):
   config = qwen2.make_config('micro', vocab_size=VOCAB, value_head=estimator == 'ppo')
   graphdef, params = nnx.split(qwen2.init_model(config, seed=0))
   r = _rollouts(np.random.default_rng(0))
@@ -51,7 +51,7 @@ def _setup(estimator: str, lr: float = 1e-2):
                                 padded_steps=traj.mask.shape[1],
                                 rng=np.random.default_rng(1))
   # The sampler's log-probs are the current policy's: ratios start at 1.
-  stats = sampling.token_logprobs(graphdef, params, mb.tokens, mb.token_mask)
+  stats = sampling.token_logprobs(graphdef, params, mb.tokens, mb.token_mask, temperature)
   mb = mb._replace(old_logp=np.where(mb.score_mask, np.asarray(stats.logp), 0.0))
   tx = step_lib.make_optimizer(step_lib.make_schedule(lr, 0), 0.9, 0.999, 0.0, 1.0)
   state = step_lib.TrainState(params, tx.init(params), params, np.int32(0))
@@ -60,7 +60,8 @@ def _setup(estimator: str, lr: float = 1e-2):
     options['history'] = 2
   train_step = step_lib.make_train_step(
       graphdef, tx, estimator=estimator, estimator_options=options, clip=0.2,
-      kl_coef=0.01, entropy_coef=0.001, value_coef=0.5, action_ratio=False)
+      kl_coef=0.01, entropy_coef=0.001, value_coef=0.5, action_ratio=False,
+      temperature=temperature)
   return r, traj, mb, state, train_step
 
 
@@ -88,9 +89,9 @@ def test_advantages_reach_the_loss_unchanged(estimator, monkeypatch):
   np.testing.assert_array_equal(seen[0][~mb.sample_mask], 0.0)
 
 
-@pytest.mark.parametrize('estimator', ['g2po', 'ppo'])
-def test_loss_decreases_on_a_fixed_batch(estimator):
-  _, traj, mb, state, train_step = _setup(estimator)
+@pytest.mark.parametrize('estimator, temperature', [('g2po', 1.0), ('ppo', 1.0), ('g2po', 0.7)])
+def test_loss_decreases_on_a_fixed_batch(estimator, temperature):
+  _, traj, mb, state, train_step = _setup(estimator, temperature=temperature)
   if estimator == 'ppo':
     # Fixed targets for the critic: zero values, so GAE is the discounted return.
     traj = traj._replace(values=np.zeros_like(traj.reward))
