@@ -6,8 +6,19 @@ r"""G2PO on household-small with the tiny policy: the CPU demo (make demo).
   python -m experiments.train --config=configs/household_small_g2po.py \
       --config.credit.name=gigpo --workdir=runs/gigpo      # any estimator
 
-Sizes fit 2 CPU cores: 8 tasks x 8 attempts per iteration, a 4-layer
-128-wide policy over the environment's word vocabulary.
+Sizes fit 2 CPU cores: 8 tasks x 8 attempts per iteration, the tiny policy
+(2 layers, 64 wide) over the environment's word vocabulary, prompts cut to
+192 tokens (the two history steps are kept for about 90% of prompts).
+
+Normalization is `mean_norm` (the published WebShop setting) rather than
+ALFWorld's `mean_std_norm`. The tiny warm-started policy writes an invalid
+action about half the time. Under `mean_std_norm` a group where every
+attempt fails has advantages that are the invalid-action penalty divided by
+its own tiny std: unit-sized credit for "any valid action", which was about
+a third of all credit and drowned the success signal. Measured on 128 unseen
+tasks after 10 iterations from the same warm start (lr 1e-4): success 0.21
+-> 0.33 with `mean_norm`; no gain (0.20) after 30 iterations with
+`mean_std_norm`, whose policy had instead cut invalid actions from 49% to 14%.
 """
 
 import ml_collections as mlc
@@ -22,16 +33,17 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.env.max_steps = 20
   c.rollout.num_tasks = 8
   c.rollout.group_size = 8
-  c.rollout.prompt_len = 256
+  c.rollout.prompt_len = 192
   c.rollout.max_new_tokens = 10
   c.credit.name = 'g2po'
-  c.optim.lr = 3e-5
+  c.credit.norm = 'mean_norm'
+  c.optim.lr = 1e-4
   c.optim.warmup_steps = 3
   c.ppo.minibatch_size = 128
-  c.num_iterations = 60
-  c.eval.every = 10
+  c.num_iterations = 30
+  c.eval.every = 5
   c.eval.num_tasks = 64
-  c.ckpt.every = 10
+  c.ckpt.every = 5
   c.graph_image_every = 10
   if arg.runlocal:               # a smoke run in seconds
     c.rollout.num_tasks = 2
