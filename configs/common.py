@@ -115,3 +115,14 @@ def base_config() -> mlc.ConfigDict:
   c.mesh.data = -1                              # -1: all remaining devices
   c.mesh.fsdp = 1
   return c
+
+
+def shrink_for_runlocal(c: mlc.ConfigDict, max_steps: int = 6) -> None:
+  """Sizes a config down to a smoke run of seconds (the `:runlocal` arg)."""
+  c.rollout.num_tasks = 2
+  c.rollout.group_size = 4
+  c.env.max_steps = max_steps
+  c.num_iterations = 2
+  c.eval.num_tasks = 4
+  c.eval.every = 2
+  c.ckpt.every = 1

@@ -46,13 +46,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.ckpt.every = 5
   c.graph_image_every = 10
   if arg.runlocal:               # a smoke run in seconds
-    c.rollout.num_tasks = 2
-    c.rollout.group_size = 4
-    c.env.max_steps = 6
-    c.num_iterations = 2
-    c.eval.num_tasks = 4
-    c.eval.every = 2
-    c.ckpt.every = 1
+    common.shrink_for_runlocal(c)
   return c
 
 

@@ -29,14 +29,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.optim.lr = 1e-4
   c.num_iterations = 100
   c.eval.num_tasks = 32
-  if arg.runlocal:
-    c.rollout.num_tasks = 2
-    c.rollout.group_size = 4
-    c.env.max_steps = 6
-    c.num_iterations = 2
-    c.eval.num_tasks = 4
-    c.eval.every = 2
-    c.ckpt.every = 1
+  if arg.runlocal:               # a smoke run in seconds
+    common.shrink_for_runlocal(c)
   return c
 
 
