@@ -15,6 +15,7 @@ def micro_config(estimator: str = 'g2po', **overrides) -> mlc.ConfigDict:
   c = household_small_g2po.get_config('runlocal')
   c.model.preset = 'micro'
   c.credit.name = estimator
+  c.credit.norm = 'mean_std_norm'   # the spec's default (the demo config picks mean_norm)
   c.rollout.num_tasks = 2
   c.rollout.group_size = 4
   c.rollout.prompt_len = 128
