@@ -26,6 +26,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.rollout.prompt_len = 384
   c.rollout.max_new_tokens = 12
   c.credit.name = 'g2po'
+  c.credit.norm = 'mean_norm'     # as for household-small (see that config)
   c.optim.lr = 1e-4
   c.num_iterations = 100
   c.eval.num_tasks = 32
