@@ -76,7 +76,7 @@ def demonstrations(env: envs.BatchEnv, tokenizer: tokenizers.Tokenizer, seeds, *
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
+  metrics_lib.console_logging()
   c = _CONFIG.value
   try:
     config_lib.validate(c)

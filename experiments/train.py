@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 from g2po_jax.train import config as config_lib
 from g2po_jax.train import loop
+from g2po_jax.train import metrics as metrics_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -71,9 +72,7 @@ def init_distributed() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
-  # Orbax narrates every save at INFO; keep the console to our progress lines.
-  logging.get_absl_handler().addFilter(lambda record: 'orbax' not in record.pathname)
+  metrics_lib.console_logging()
   init_distributed()
   if jax.process_count() > 1:
     logging.info('process %d of %d; %d of %d devices are local', jax.process_index(),

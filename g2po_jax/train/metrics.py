@@ -1,12 +1,26 @@
 """TensorBoard logging (process 0 only) and the console progress line."""
 
 import io
+import logging as std_logging
 import time
 
 from absl import logging
 import jax
 import numpy as np
 import tensorboardX
+
+
+def console_logging() -> None:
+  """INFO logging for our progress lines, without the libraries' chatter.
+
+  Orbax narrates every save at INFO, and JAX reports at INFO each backend
+  it probes and does not find (TPU on a CPU machine); warnings still show.
+  """
+  logging.set_verbosity(logging.INFO)
+  chatty = ('orbax', 'xla_bridge.py')
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= std_logging.WARNING
+      or not any(name in record.pathname for name in chatty))
 
 
 class Writer:
