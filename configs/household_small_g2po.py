@@ -41,8 +41,9 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.optim.warmup_steps = 3
   c.ppo.minibatch_size = 128
   c.num_iterations = 30
-  c.eval.every = 5
-  c.eval.num_tasks = 64
+  # 128 unseen tasks: with 64 the noise (std about 0.06) hid a 0.1 gain.
+  c.eval.every = 10
+  c.eval.num_tasks = 128
   c.ckpt.every = 5
   c.graph_image_every = 10
   if arg.runlocal:               # a smoke run in seconds

@@ -234,6 +234,12 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   values = {}
   bad_in_a_row = 0
   try:
+    if start == 0 and c.eval.every:
+      # The starting point (the warm start), so a curve shows what RL added.
+      baseline = evaluate(c, env, eval_sampler, state.params, policy.tokenizer, 0)
+      writer.scalars(0, baseline)
+      logging.info('before training: eval success %.2f on %d unseen tasks',
+                   baseline['eval/success'], c.eval.num_tasks)
     for it in range(start, c.num_iterations):
       t_iter = time.perf_counter()
       # ---------------------------------------------------------- rollouts (host)
@@ -310,7 +316,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
       })
       if c.eval.every and ((it + 1) % c.eval.every == 0 or last):
         t0 = time.perf_counter()
-        values.update(evaluate(c, env, eval_sampler, state.params, policy.tokenizer, it))
+        values.update(evaluate(c, env, eval_sampler, state.params, policy.tokenizer, it + 1))
         values['time/eval'] = time.perf_counter() - t0
       if (it + 1) % c.log_every == 0 or last:
         writer.scalars(it + 1, values)
@@ -357,11 +363,15 @@ def picture_of_a_group(c: mlc.ConfigDict, workdir: str, writer: metrics_lib.Writ
 
 
 def evaluate(c: mlc.ConfigDict, env: envs.BatchEnv, sampler: sampling.Sampler, params,
-             tokenizer: tokenizers.Tokenizer, iteration: int) -> dict[str, float]:
-  """One attempt at each of `eval.num_tasks` unseen (eval-split) tasks."""
+             tokenizer: tokenizers.Tokenizer, step: int) -> dict[str, float]:
+  """One attempt at each of `eval.num_tasks` unseen (eval-split) tasks.
+
+  `step` (updates so far, or any counter) seeds the sampling: the same tasks
+  every time, fresh draws each step.
+  """
   seeds, row_offset = process_share(envs.split_seeds('eval', c.eval.num_tasks), 1)
   r = rollout.collect(env, seeds, functools.partial(sampler, params), tokenizer,
-                      jax.random.fold_in(jax.random.key(c.seed + 1), iteration),
+                      jax.random.fold_in(jax.random.key(c.seed + 1), step),
                       max_steps=c.env.max_steps, history=c.rollout.history,
                       prompt_len=c.rollout.prompt_len, success_reward=c.credit.success_reward,
                       row_offset=row_offset)
