@@ -44,6 +44,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   # 128 unseen tasks: with 64 the noise (std about 0.06) hid a 0.1 gain.
   c.eval.every = 10
   c.eval.num_tasks = 128
+  c.sft.target_success = 0.2     # on those 128 tasks: the warm start RL begins from
   c.ckpt.every = 5
   c.graph_image_every = 10
   if arg.runlocal:               # a smoke run in seconds
