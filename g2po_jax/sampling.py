@@ -192,8 +192,11 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
   chex.assert_rank([tokens, mask], 2)
   chex.assert_equal_shape([tokens, mask])
   chex.assert_type([tokens, mask], [int, bool])
-  model = nnx.merge(graphdef, params)
   b, p = tokens.shape
+  if keys.shape != (b,):
+    raise ValueError(f'keys must hold one PRNG key per row, shape ({b},); got '
+                     f'{keys.shape}. Use jax.random.split(key, {b}).')
+  model = nnx.merge(graphdef, params)
   n = config.max_new_tokens
   stop_ids = jnp.asarray(config.stop_ids, jnp.int32)
 

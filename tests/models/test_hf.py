@@ -104,7 +104,7 @@ def test_greedy_generation_matches_transformers(ref_dir):
   config = sampling.SamplingConfig(max_new_tokens=20, temperature=0.0)
   got = jax.jit(sampling.generate, static_argnums=(0, 5))(
       graphdef, params, jnp.asarray(tokens, jnp.int32), jnp.asarray(mask),
-      jax.random.key(0), config)
+      jax.random.split(jax.random.key(0), 2), config)
   np.testing.assert_array_equal(got.tokens, expected)
 
 
