@@ -87,6 +87,7 @@ def base_config() -> mlc.ConfigDict:
   c.ppo.action_ratio = config_dict.placeholder(bool)
   c.ppo.value_coef = 0.5                        # PPO with a critic only
   c.ppo.max_bad_steps = 3                       # stop after this many non-finite updates in a row
+  c.ppo.logit_chunk = 1024                      # scored tokens per LM-head block (peak memory)
 
   # The warm start (experiments/sft.py): imitation of a noisy oracle, stopped
   # once the policy reaches target_success on unseen tasks at the rollout

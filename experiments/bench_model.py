@@ -6,23 +6,27 @@ Measures, for one preset at batch B and prompt length P:
                                  (prefill + N cached decode steps)
   sample_tokens_per_s_recompute  the same, recomputing a full forward pass
                                  over the fixed [B, P + N] buffer each step
-  train_tokens_per_s             tokens/s of a jitted forward + backward +
-                                 AdamW step on [B, P + N] rows
+  train_tokens_per_s             tokens/s (prompt + response) of the trainer's
+                                 own jitted step (`train.step.make_train_step`:
+                                 policy forward + backward, KL-reference
+                                 forward, AdamW) on [B, P + N] rows whose N
+                                 response tokens are scored
   train_flops_fraction_of_peak   the train step's model FLOP/s over this
                                  machine's matmul peak, measured in the same
                                  run with a large jnp.dot
 
-Model FLOPs of the train step: 3 x forward, where forward counts the matmuls
-only (2 x matmul params x tokens, LM head included) plus attention scores and
-values (4 x L^2 x heads x head_dim per row and layer, the full masked square
-that XLA computes). Every figure is the median of --repeats timed calls after
-one warm-up (compilation) call.
+Model FLOPs of the train step: 3 x the policy's forward (forward + backward)
++ 1 x the reference's forward. A forward counts the matmuls only (2 x matmul
+params x tokens; the LM head only at the N scored positions, the only ones
+the step computes it at) plus attention scores and values (4 x L^2 x heads x
+head_dim per row and layer, the full masked square that XLA computes). Every
+figure is the median of --repeats timed calls after one warm-up
+(compilation) call.
 
   python -m experiments.bench_model
   python -m experiments.bench_model --batch=8 --repeats=1 --json=/tmp/model.json
 """
 
-import functools
 import json
 import statistics
 import time
@@ -32,10 +36,11 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from g2po_jax import models
 from g2po_jax import sampling
+from g2po_jax.train import batch as batch_lib
+from g2po_jax.train import step as step_lib
 
 _PRESET = flags.DEFINE_string('preset', 'tiny', f'One of {", ".join(models.PRESETS)}.')
 _VOCAB = flags.DEFINE_integer('vocab_size', 1024, 'Vocabulary of the tiny preset.')
@@ -92,14 +97,45 @@ def recompute_generate(graphdef, params, tokens, keys, config):
   return jax.lax.fori_loop(0, n, step, jnp.pad(tokens, ((0, 0), (0, n))))[:, p:]
 
 
-def forward_flops(config: models.ModelConfig, batch: int, length: int) -> float:
-  """Matmul + attention FLOPs of one forward pass over [batch, length]."""
+def forward_flops(config: models.ModelConfig, batch: int, length: int,
+                  scored: int | None = None) -> float:
+  """Matmul + attention FLOPs of one forward pass over [batch, length], with
+  the LM head at `scored` positions per row (default: all of them)."""
   d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
   qkv = d * (config.num_heads + 2 * config.num_kv_heads) * config.head_dim
   out = config.num_heads * config.head_dim * d
-  per_token = config.num_layers * (qkv + out + 3 * d * f) + d * v
+  per_token = config.num_layers * (qkv + out + 3 * d * f)
+  head = d * v * (length if scored is None else scored)
   attention = config.num_layers * 4 * length**2 * config.num_heads * config.head_dim
-  return batch * (2 * per_token * length + attention)
+  return batch * (2 * per_token * length + 2 * head + attention)
+
+
+def synthetic_minibatch(rng: np.random.Generator, vocab: int, prompt_lengths: np.ndarray,
+                        response_lengths: np.ndarray, prompt_width: int,
+                        response_width: int) -> step_lib.Minibatch:
+  """A mini-batch of random tokens laid out as the trainer lays samples out."""
+  s = len(prompt_lengths)
+  prompts = rng.integers(0, vocab, (s, prompt_width)).astype(np.int32)
+  responses = rng.integers(0, vocab, (s, response_width)).astype(np.int32)
+  response_mask = np.arange(response_width) < response_lengths[:, None]
+  fields = batch_lib.sample_rows(prompts, prompt_lengths, responses, response_mask,
+                                 prompt_width)
+  return step_lib.Minibatch(
+      **fields, score_sample=np.zeros((s, response_width), np.int32),
+      old_logp=np.where(response_mask, -np.log(vocab), 0.0).astype(np.float32),
+      advantage=rng.standard_normal((s, 1)).astype(np.float32),
+      sample_mask=np.ones((s, 1), bool), value_target=None)
+
+
+def trainer_step(graphdef, params, *, lr: float = 1e-4, logit_chunk: int = 1024):
+  """The trainer's jitted, donating step and its initial state."""
+  tx = step_lib.make_optimizer(step_lib.make_schedule(lr, 0), 0.9, 0.999, 0.01, 1.0)
+  step = jax.jit(step_lib.make_train_step(
+      graphdef, tx, clip=0.2, kl_coef=0.01, entropy_coef=0.001, value_coef=0.5,
+      action_ratio=False, logit_chunk=logit_chunk), donate_argnums=(0,))
+  state = jax.jit(lambda p: step_lib.TrainState(p, tx.init(p), jax.tree.map(jnp.copy, p),
+                                                jnp.int32(0)))(params)
+  return step, state
 
 
 def main(argv):
@@ -122,29 +158,18 @@ def main(argv):
   t_re = seconds(recompute, graphdef, params, prompts, keys, sample_config,
                  repeats=_REPEATS.value)
 
-  tx = optax.adamw(1e-4)
-  rows = jax.random.randint(rng, (b, p + n), 0, config.vocab_size, jnp.int32)
-  mask = jnp.ones((b, p + n), bool)
-
-  def loss(params):
-    return -sampling.token_logprobs(graphdef, params, rows, mask).logp.mean()
-
-  # Donated: the step updates params and optimizer state in place.
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
-  def train_step(params, opt_state):
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
-
-  state = [params, tx.init(params)]
+  step, train_state = trainer_step(graphdef, params)
+  mb = jax.device_put(synthetic_minibatch(np.random.default_rng(0), config.vocab_size,
+                                          np.full(b, p), np.full(b, n), p, n))
+  holder = [train_state]
 
   def run_train():
-    state[0], state[1], value = train_step(*state)
-    return value
+    holder[0], metrics = step(holder[0], mb)
+    return metrics['loss']
 
   t_train = seconds(run_train, repeats=_REPEATS.value)
   peak = matmul_peak(_PEAK_N.value, config.dtype, _REPEATS.value)
-  train_flops = 3 * forward_flops(config, b, p + n) / t_train
+  train_flops = 4 * forward_flops(config, b, p + n, scored=n) / t_train
 
   results = {
       'sample_tokens_per_s_kv': b * n / t_kv,
@@ -159,7 +184,7 @@ def main(argv):
   print(f'| sampling, recompute prefix (generated tokens/s) | '
         f'{results["sample_tokens_per_s_recompute"]:,.0f} |')
   print(f'| KV-cache speed-up | {t_re / t_kv:.1f}x |')
-  print(f'| train step, fwd+bwd+AdamW (tokens/s) | {results["train_tokens_per_s"]:,.0f} |')
+  print(f'| trainer step, fwd+bwd+ref+AdamW (tokens/s) | {results["train_tokens_per_s"]:,.0f} |')
   print(f'| train step model GFLOP/s | {train_flops / 1e9:,.1f} |')
   print(f'| matmul peak GFLOP/s ({_PEAK_N.value}^3 jnp.dot) | {peak / 1e9:,.1f} |')
   print(f'| train FLOP/s fraction of peak | {results["train_flops_fraction_of_peak"]:.2f} |')

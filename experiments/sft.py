@@ -32,7 +32,7 @@ from g2po_jax.models import qwen2
 from g2po_jax.train import batch as batch_lib
 from g2po_jax.train import checkpoint as ckpt_lib
 from g2po_jax.train import config as config_lib
-from g2po_jax.train import loop
+from g2po_jax.train import evaluate as evaluate_lib
 from g2po_jax.train import metrics as metrics_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
@@ -100,20 +100,23 @@ def main(argv):
   ids, lengths, label_ids, label_mask = demonstrations(
       env, tokenizer, seeds, noise=c.sft.noise, max_steps=c.env.max_steps,
       history=c.rollout.history, prompt_len=c.rollout.prompt_len, rng=rng)
-  tokens, token_mask, score_mask, _ = batch_lib.token_rows(
-      ids, lengths, label_ids, label_mask, np.zeros(label_ids.shape, np.float32),
-      c.rollout.prompt_len)
-  logging.info('%d demonstration steps from %d tasks in %.1f s', len(tokens), len(seeds),
+  rows = batch_lib.sample_rows(ids, lengths, label_ids, label_mask, batch_lib.prompt_width(
+      int(lengths.max(initial=1)), c.rollout.prompt_len))
+  logging.info('%d demonstration steps from %d tasks in %.1f s', len(lengths), len(seeds),
                time.perf_counter() - t0)
 
   tx = optax.adamw(c.sft.lr, weight_decay=0.0)
   opt_state = tx.init(params)
 
   @jax.jit
-  def sft_step(params, opt_state, tokens, token_mask, score_mask):
+  def sft_step(params, opt_state, rows):
     def loss_fn(p):
-      logp = sampling.token_logprobs(graphdef, p, tokens, token_mask).logp
-      return -jnp.sum(jnp.where(score_mask, logp, 0.0)) / jnp.maximum(score_mask.sum(), 1)
+      logp = sampling.scored_logprobs(
+          graphdef, p, rows['tokens'], rows['token_mask'], rows['positions'],
+          rows['segments'], rows['score_pos'], rows['score_token'],
+          chunk=c.ppo.logit_chunk).logp
+      score = rows['score_mask']
+      return -jnp.sum(jnp.where(score, logp, 0.0)) / jnp.maximum(score.sum(), 1)
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -124,12 +127,12 @@ def main(argv):
   writer = metrics_lib.Writer(os.path.join(workdir, 'sft'))
   success = 0.0
   for update in range(1, c.sft.max_updates + 1):
-    pick = rng.integers(0, len(tokens), c.sft.batch_size)
-    params, opt_state, loss = sft_step(params, opt_state, tokens[pick], token_mask[pick],
-                                       score_mask[pick])
+    pick = rng.integers(0, len(lengths), c.sft.batch_size)
+    params, opt_state, loss = sft_step(params, opt_state,
+                                       {k: v[pick] for k, v in rows.items() if k != 'value_pos'})
     if update % c.sft.eval_every == 0:
       # The RL rollout temperature, not greedy: the regime RL starts from.
-      values = loop.evaluate(c, env, sampler, params, tokenizer, update)
+      values = evaluate_lib.evaluate(c, env, sampler, params, tokenizer, update)
       success = values['eval/success']
       writer.scalars(update, {'sft/loss': float(loss), 'sft/success': success})
       logging.info('sft update %d | loss %.3f | success %.2f (target %.2f)', update,

@@ -18,10 +18,11 @@ decoding (temperature 0) reports temperature-1 log-probs.
 batch sizes, so a shrinking set of live environments and varying prompt
 lengths reuse a handful of compiled programs.
 
-Stopping: a row stops after emitting one of `stop_ids` (e.g. the eos id).
-Stop *strings* are the host's job: decode the row and cut the text at the
-string; for a tokenizer where the string is one token (a newline), put that
-token in `stop_ids` instead.
+Stopping: a row stops after emitting one of `stop_ids` (e.g. the eos id),
+or right after the token that completes a stop string (e.g. '</action>',
+however the tokenizer splits it): `g2po_jax.stopping` tabulates an automaton
+over the tokens on the host, and the decode loop steps it with one gather
+per token, on the device.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from g2po_jax.models import qwen2
 from g2po_jax.models import sharding
 
 Array = chex.Array
+P = jax.sharding.PartitionSpec
+NamedSharding = jax.sharding.NamedSharding
 
 DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 DEFAULT_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -93,6 +96,13 @@ class Samples(NamedTuple):
   done: Array    # [B] bool, the row emitted a stop id (False: cut by max_new_tokens)
 
 
+class ScoredStats(NamedTuple):
+  """What `scored_logprobs` returns for K scored tokens per row."""
+  logp: Array            # [R, K] float32 log-prob of each scored token
+  entropy: Array         # [R, K] float32 entropy of its predictive distribution
+  values: Array | None   # [R] float32 value at value_pos, or None (no value head)
+
+
 class TokenStats(NamedTuple):
   """What `token_logprobs` returns for rows of length L."""
   logp: Array            # [B, L-1] float32, log p(tokens[:, t+1] | tokens[:, :t+1])
@@ -135,6 +145,62 @@ def token_logprobs(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
   return TokenStats(logp, entropy, values)
 
 
+def scored_logprobs(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array, mask: Array,
+                    positions: Array, segments: Array, score_pos: Array, score_token: Array,
+                    value_pos: Array | None = None, temperature: float = 1.0,
+                    chunk: int = 1024) -> ScoredStats:
+  """Log-probs and entropies of chosen tokens only, in bounded memory.
+
+  The train step scores a few hundred response tokens of rows holding up to
+  thousands of prompt tokens. The LM head runs only at the scored positions
+  (their hidden states are gathered first), `chunk` positions at a time
+  under `jax.checkpoint`, so no [rows, length, vocabulary] array exists in
+  the forward or the backward pass: peak memory is chunk x V floats.
+
+  Args:
+    graphdef, params: `nnx.split(model)` of a `Qwen2`.
+    tokens, mask, positions, segments: [R, L] rows (see
+      `Qwen2.hidden_states`; segments let one row pack a prompt and several
+      responses).
+    score_pos: [R, K] int32 column whose hidden state predicts each scored
+      token (padding entries may point anywhere).
+    score_token: [R, K] int32 the scored tokens.
+    value_pos: [R] int32 column whose hidden state the value head reads
+      (None: no values).
+    temperature: the sampling temperature the log-probs are taken at.
+    chunk: positions per LM-head block.
+  Returns:
+    ScoredStats with [R, K] log-probs and entropies (and [R] values).
+  """
+  chex.assert_rank([tokens, mask, positions, segments, score_pos, score_token], 2)
+  chex.assert_equal_shape([tokens, mask, positions, segments])
+  chex.assert_equal_shape([score_pos, score_token])
+  model = nnx.merge(graphdef, params)
+  hidden = model.hidden_states(tokens, mask, positions=positions, segments=segments)[0]
+  r, k = score_pos.shape
+  picked = jnp.take_along_axis(hidden, score_pos[..., None], axis=1)   # [R, K, D]
+  n = r * k
+  size = max(min(chunk, n), 1)
+  pad = -n % size
+  flat_h = jnp.pad(picked.reshape(n, -1), ((0, pad), (0, 0)))
+  flat_y = jnp.pad(score_token.reshape(n), (0, pad))
+
+  @jax.checkpoint  # the backward pass recomputes each block's logits
+  def block(args):
+    h, y = args
+    logp_all = _log_probs(model.logits(h), temperature)                 # [C, V]
+    logp = jnp.take_along_axis(logp_all, y[:, None], axis=-1)[:, 0]
+    return logp, -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+
+  logp, entropy = jax.lax.map(block, (flat_h.reshape(-1, size, flat_h.shape[-1]),
+                                      flat_y.reshape(-1, size)))
+  unflat = lambda x: x.reshape(-1)[:n].reshape(r, k)
+  values = None
+  if value_pos is not None and model.value_head is not None:
+    values = model.values(jnp.take_along_axis(hidden, value_pos[:, None, None], axis=1)[:, 0])
+  return ScoredStats(unflat(logp), unflat(entropy), values)
+
+
 def draw_tokens(logits: Array, keys: Array, config: SamplingConfig) -> Array:
   """Draws one token per row of [B, V] float32 logits -> [B] int32.
 
@@ -167,11 +233,13 @@ class _Loop(NamedTuple):
   tokens: Array         # [B, N] int32
   logp: Array           # [B, N] float32
   mask: Array           # [B, N] bool
-  done: Array           # [B] bool
+  done: Array           # [B] bool, stopped by a stop id or stop string
+  stop_state: Array     # [B] int32, the stop-string automaton's state
 
 
 def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
-             mask: Array, keys: Array, config: SamplingConfig) -> Samples:
+             mask: Array, keys: Array, config: SamplingConfig,
+             stop_table: Array | None = None, limits: Array | None = None) -> Samples:
   """Samples continuations of a padded batch of prompts with a KV cache.
 
   The prompts are prefilled in one forward pass into a cache of P + N slots;
@@ -186,6 +254,9 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
     keys: [B] PRNG keys, one per row (unused when greedy); token i of row b
       is drawn with fold_in(keys[b], i).
     config: static sampling settings (N = config.max_new_tokens).
+    stop_table: [S, V] int32 stop-string automaton (`stopping.stop_table`);
+      a row is done right after the token that reaches its last state.
+    limits: [B] int32, row b generates at most limits[b] tokens (<= N).
   Returns:
     Samples with [B, N] tokens, log-probs, mask and [B] done.
   """
@@ -199,20 +270,30 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
   model = nnx.merge(graphdef, params)
   n = config.max_new_tokens
   stop_ids = jnp.asarray(config.stop_ids, jnp.int32)
+  limits = jnp.full((b,), n, jnp.int32) if limits is None else limits
+  accept = -1 if stop_table is None else stop_table.shape[0] - 1
 
   cache = qwen2.init_cache(model.config, b, p + n)
   hidden, cache = model.hidden_states(tokens, mask, cache, 0)
   last = p - 1 - jnp.argmax(mask[:, ::-1], axis=1)              # last real slot
   logits = model.logits(hidden[jnp.arange(b), last])            # [B, V]
 
+  def active(s: _Loop) -> Array:
+    return ~s.done & (s.step < limits)
+
   def body(s: _Loop) -> _Loop:
     step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, s.step)
     token = draw_tokens(s.logits, step_keys, config)
     logp = jnp.take_along_axis(_log_probs(s.logits, config.temperature),
                                token[:, None], axis=-1)[:, 0]
-    live = ~s.done
+    live = active(s)
     token = jnp.where(live, token, config.pad_id)
-    done = s.done | (live & jnp.isin(token, stop_ids))
+    stopped = jnp.isin(token, stop_ids)
+    stop_state = s.stop_state
+    if stop_table is not None:
+      stop_state = jnp.where(live, stop_table[stop_state, token], stop_state)
+      stopped |= stop_state == accept
+    done = s.done | (live & stopped)
     # The last step's forward pass is not needed; skipping it would cost a
     # cond per step for 1/N of the work.
     hidden, cache = model.hidden_states(token[:, None], live[:, None], s.cache,
@@ -222,14 +303,15 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
                  tokens=s.tokens.at[:, s.step].set(token),
                  logp=s.logp.at[:, s.step].set(jnp.where(live, logp, 0.0)),
                  mask=s.mask.at[:, s.step].set(live),
-                 done=done)
+                 done=done, stop_state=stop_state)
 
   init = _Loop(step=jnp.int32(0), logits=logits, cache=cache,
                tokens=jnp.full((b, n), config.pad_id, jnp.int32),
                logp=jnp.zeros((b, n), jnp.float32),
                mask=jnp.zeros((b, n), bool),
-               done=~jnp.any(mask, axis=1))
-  out = jax.lax.while_loop(lambda s: (s.step < n) & ~jnp.all(s.done), body, init)
+               done=~jnp.any(mask, axis=1),
+               stop_state=jnp.zeros((b,), jnp.int32))
+  out = jax.lax.while_loop(lambda s: (s.step < n) & jnp.any(active(s)), body, init)
   return Samples(out.tokens, out.logp, out.mask, out.done & jnp.any(mask, axis=1))
 
 
@@ -254,12 +336,16 @@ class Sampler:
   processes agree on the buckets, the rows are assembled into one global
   batch, and each process gets its own rows back. Each process's share of
   the global batch is then a batch bucket, a multiple of its batch shards.
+
+  `stop_table` (from `g2po_jax.stopping.stop_table`) adds stop strings; it
+  is put on the devices once and passed to every call.
   """
 
   def __init__(self, graphdef: nnx.GraphDef, config: SamplingConfig, *,
                length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
                batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
-               mesh: jax.sharding.Mesh | None = None):
+               mesh: jax.sharding.Mesh | None = None,
+               stop_table: np.ndarray | None = None):
     for name, buckets in (('length_buckets', length_buckets),
                           ('batch_buckets', batch_buckets)):
       if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
@@ -275,10 +361,18 @@ class Sampler:
         raise ValueError(f'no batch bucket is a multiple of the {local_shards} batch '
                          f'shards of this process.')
     self.batch_buckets = tuple(batch_buckets)
+    self._stop_table = None
+    if stop_table is not None:
+      stop_table = np.asarray(stop_table, np.int32)
+      if stop_table.ndim != 2 or stop_table.shape[0] < 2:
+        raise ValueError(f'stop_table must be [states >= 2, vocab]; got {stop_table.shape}.')
+      self._stop_table = (jax.device_put(stop_table) if mesh is None else
+                          jax.make_array_from_process_local_data(
+                              NamedSharding(mesh, P()), stop_table))
 
-    def run(params, tokens, mask, rng, row_ids):
+    def run(params, tokens, mask, rng, row_ids, limits, stop_table):
       keys = jax.vmap(jax.random.fold_in, (None, 0))(rng, row_ids)
-      return generate(graphdef, params, tokens, mask, keys, config)
+      return generate(graphdef, params, tokens, mask, keys, config, stop_table, limits)
 
     self._generate = jax.jit(run)
 
@@ -288,7 +382,8 @@ class Sampler:
     return self._generate._cache_size()  # pylint: disable=protected-access
 
   def __call__(self, params: nnx.State, tokens: np.ndarray, lengths: np.ndarray,
-               rng: Array, row_ids: np.ndarray | None = None) -> Samples:
+               rng: Array, row_ids: np.ndarray | None = None,
+               limits: np.ndarray | None = None) -> Samples:
     """Samples one continuation per prompt.
 
     Args:
@@ -300,6 +395,8 @@ class Sampler:
       row_ids: [B] int, row b draws with fold_in(rng, row_ids[b]); give each
         trajectory its own id to make its draws independent of the batch
         it shares. Default: 0 .. B-1.
+      limits: [B] int, row b generates at most limits[b] tokens (default:
+        max_new_tokens); benchmarks use it to fix response lengths.
     Returns:
       Samples of numpy arrays with B rows and N = max_new_tokens columns.
     """
@@ -318,6 +415,10 @@ class Sampler:
     row_ids = np.arange(b) if row_ids is None else np.asarray(row_ids)
     if row_ids.shape != (b,):
       raise ValueError(f'row_ids must have shape [{b}]; got {row_ids.shape}.')
+    n = self.config.max_new_tokens
+    limits = np.full(b, n) if limits is None else np.asarray(limits)
+    if limits.shape != (b,) or (b and (limits.min() < 0 or limits.max() > n)):
+      raise ValueError(f'limits must be [{b}] ints in [0, {n}]; got {limits!r}.')
     bb, pb = distributed.agree_max(
         [_bucket(max(b, 1), self.batch_buckets, 'batch size'),
          _bucket(int(lengths.max(initial=1)), self.length_buckets, 'prompt length')])
@@ -326,11 +427,11 @@ class Sampler:
     padded[:b, :width] = tokens[:, :width]
     mask = np.arange(pb) < np.pad(lengths, (0, bb - b))[:, None]
     ids = np.pad(row_ids.astype(np.int32), (0, bb - b))
-    inputs = (padded, mask, ids)
+    inputs = (padded, mask, ids, np.pad(limits.astype(np.int32), (0, bb - b)))
     if self._mesh is not None:
       inputs = distributed.global_batch(
           inputs, lambda x: sharding.batch_sharding(self._mesh, x.ndim))
-    out = self._generate(params, *inputs[:2], rng, inputs[2])
+    out = self._generate(params, *inputs[:2], rng, *inputs[2:], self._stop_table)
     if self._mesh is not None:
       out = distributed.local_rows(
           out, self._mesh, lambda x: sharding.batch_sharding(self._mesh, x.ndim).spec)

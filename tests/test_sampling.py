@@ -10,6 +10,7 @@ import pytest
 
 from g2po_jax import models
 from g2po_jax import sampling
+from g2po_jax.train import batch as batch_lib
 
 CONFIG = models.ModelConfig(vocab_size=61, hidden_size=32, num_layers=2, num_heads=4,
                             num_kv_heads=2, head_dim=8, intermediate_size=64,
@@ -166,3 +167,28 @@ def test_errors(split):
     sampler(split[1], np.ones((5, 4), np.int32), np.full(5, 4), key)
   with pytest.raises(ValueError, match=r'\[B, L\]'):
     sampler(split[1], np.ones(4, np.int32), np.array([4]), key)
+
+
+def test_scored_logprobs_equal_the_full_logits(split, prompts):
+  samples = _sample(split, prompts, sampling.SamplingConfig(max_new_tokens=N))
+  tokens, lengths = prompts
+  rows = batch_lib.sample_rows(tokens, lengths, samples.tokens, samples.mask, width=8)
+  full = sampling.token_logprobs(split[0], split[1], rows['tokens'], rows['token_mask'], 0.8)
+  for chunk in (5, 1024):               # blocks that do and do not divide R x K
+    scored = sampling.scored_logprobs(
+        split[0], split[1], rows['tokens'], rows['token_mask'], rows['positions'],
+        rows['segments'], rows['score_pos'], rows['score_token'], rows['value_pos'],
+        temperature=0.8, chunk=chunk)
+    np.testing.assert_allclose(scored.logp, full.logp[:, 7:], atol=1e-5)
+    np.testing.assert_allclose(scored.entropy, full.entropy[:, 7:], atol=1e-5)
+    np.testing.assert_allclose(scored.values, full.values[:, 7], atol=1e-6)
+
+
+def test_remat_changes_nothing_in_sampling(split, prompts):
+  remat = dataclasses.replace(CONFIG, remat=True)
+  graphdef = nnx.split(models.init_model(remat, 0))[0]
+  config = sampling.SamplingConfig(max_new_tokens=N, temperature=1.0)
+  a = sampling.Sampler(graphdef, config, **BUCKETS)(split[1], *prompts, jax.random.key(2))
+  b = _sample(split, prompts, config, seed=2)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_allclose(a.logp, b.logp, atol=1e-6)

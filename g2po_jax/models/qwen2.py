@@ -315,7 +315,9 @@ class Qwen2(nnx.Module):
 
   def hidden_states(self, tokens: Array, mask: Array,
                     cache: KVCache | None = None,
-                    cache_index: Array | int = 0
+                    cache_index: Array | int = 0,
+                    positions: Array | None = None,
+                    segments: Array | None = None
                     ) -> tuple[Array, KVCache | None]:
     """Final-norm hidden states of `tokens`, optionally through a KV cache.
 
@@ -326,6 +328,12 @@ class Qwen2(nnx.Module):
         before `cache_index` hold the earlier tokens and whose later slots
         are empty.
       cache_index: int32 scalar, the slot of tokens[:, 0] in the cache.
+      positions: [B, T] int32 rotary positions (no cache only); default: the
+        number of real tokens before each slot.
+      segments: [B, T] int32 (no cache only) for rows that pack one prompt
+        and several responses: a token of segment s > 0 attends to earlier
+        tokens of segment 0 (the shared prompt) and of segment s only; a
+        token of segment 0 to earlier segment-0 tokens. None: plain causal.
     Returns:
       hidden [B, T, D] in the activation dtype, and the cache with this
       call's keys, values and mask written (None without a cache).
@@ -334,25 +342,41 @@ class Qwen2(nnx.Module):
     chex.assert_equal_shape([tokens, mask])
     cfg = self.config
     t = tokens.shape[1]
-    positions = jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1
+    if cache is not None and (positions is not None or segments is not None):
+      raise ValueError('positions and segments are for cache-free calls (training rows).')
+    if positions is None:
+      positions = jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1
+      if cache is not None:
+        positions += cache.mask.sum(1, dtype=jnp.int32)[:, None]
+      positions = jnp.maximum(positions, 0)                      # padding
     if cache is None:
       kv_mask, q_slots = mask, jnp.arange(t)
     else:
-      positions += cache.mask.sum(1, dtype=jnp.int32)[:, None]
       kv_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, cache_index))
       q_slots = cache_index + jnp.arange(t)
-    positions = jnp.maximum(positions, 0)                        # padding
     causal = jnp.arange(kv_mask.shape[1])[None, :] <= q_slots[:, None]  # [T, S]
     attn_mask = kv_mask[:, None, None, :] & causal[None, None]          # [B,1,T,S]
+    if segments is not None:
+      chex.assert_equal_shape([tokens, segments])
+      same = ((segments[:, :, None] == segments[:, None, :])
+              | (segments[:, None, :] == 0))                             # [B, T, S]
+      attn_mask &= same[:, None]
 
     x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.dtype)
     ks, vs = [], []
     for i, layer in enumerate(self.layers):
+      if cfg.remat and cache is None:
+        # Rematerializing saves activations for a backward pass (decoding with
+        # a cache has none). A pure jax.checkpoint of the split layer works
+        # under any enclosing transform, where nnx.remat's state updates fail
+        # on parameters from another trace level (a frozen reference model).
+        layer_def, layer_state = nnx.split(layer)
+        x, _ = jax.checkpoint(
+            lambda st, x: nnx.merge(layer_def, st)(x, positions, attn_mask, None, 0)
+        )(layer_state, x)
+        continue
       layer_cache = None if cache is None else (cache.k[i], cache.v[i])
-      call = lambda layer, x, c: layer(x, positions, attn_mask, c, cache_index)
-      if cfg.remat:
-        call = nnx.remat(call)
-      x, (k, v) = call(layer, x, layer_cache)
+      x, (k, v) = layer(x, positions, attn_mask, layer_cache, cache_index)
       ks.append(k)
       vs.append(v)
     x = self.final_norm(x)

@@ -2,10 +2,13 @@
 cross-process gathers of `g2po_jax.distributed`).
 
 Trajectory arrays pad B and T to `graph.bucket_size` buckets (fixed per
-run); samples are shuffled and cut into mini-batches of a fixed size, the
-last one padded, with prompts padded to a power-of-two length up to the
-configured limit. So the train step compiles once or twice per run.
+run). Samples are shuffled and cut into `count` mini-batches that hold only
+real samples: the rows, the prompt width and the response width are each
+rounded up to a bucket, so a run compiles the train step a handful of times
+whatever its batches hold.
 """
+
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -16,9 +19,11 @@ from g2po_jax.graph import Graph
 from g2po_jax.train.rollout import Rollouts
 from g2po_jax.train.step import Minibatch, Trajectories
 
+MIN_RESPONSE = 8     # smallest response-width bucket
+
 
 def trajectories(r: Rollouts, history: int | None) -> Trajectories:
-  """The estimators' view of this process's rollouts (values 0; PPO fills them in).
+  """The estimators' view of this process's rollouts.
 
   Args:
     r: the iteration's rollouts.
@@ -28,8 +33,7 @@ def trajectories(r: Rollouts, history: int | None) -> Trajectories:
   bp, tp = g.node.shape
   b, t = r.mask.shape
   pad = lambda x: np.pad(x, [(0, bp - b), (0, tp - t)])
-  return Trajectories(reward=pad(r.reward), valid=pad(r.valid), mask=pad(r.mask), graph=g,
-                      values=np.zeros((bp, tp), np.float32))
+  return Trajectories(reward=pad(r.reward), valid=pad(r.valid), mask=pad(r.mask), graph=g)
 
 
 def gather_trajectories(traj: Trajectories) -> Trajectories:
@@ -55,81 +59,122 @@ def gather_trajectories(traj: Trajectories) -> Trajectories:
                 next_node=distributed.gather_rows(g.next_node + p * num_nodes),
                 node_group=distributed.gather_rows(node_group), context=context)
   return Trajectories(*(distributed.gather_rows(x) for x in
-                        (traj.reward, traj.valid, traj.mask)), graph=graph,
-                      values=distributed.gather_rows(traj.values))
+                        (traj.reward, traj.valid, traj.mask)), graph=graph)
 
 
-def token_rows(prompt_ids: np.ndarray, prompt_lengths: np.ndarray, response_ids: np.ndarray,
-               response_mask: np.ndarray, response_logp: np.ndarray, prompt_cap: int,
-               longest: int | None = None) -> tuple[np.ndarray, ...]:
-  """Lays samples out as [prompt | response] rows for `sampling.token_logprobs`.
+def _pow2(n: int, minimum: int = 1) -> int:
+  return 1 << max(max(n, minimum) - 1, 0).bit_length()
 
-  Prompts are left-padded to end at column P-1, with P a power of two that
-  fits the longest prompt (at most `prompt_cap` unless a prompt is longer);
-  responses start at column P.
+
+def prompt_width(longest: int, prompt_cap: int) -> int:
+  """The prompt columns P of a batch: a power of two that fits the longest
+  prompt, at most `prompt_cap` unless a prompt is longer."""
+  return min(_pow2(longest), max(prompt_cap, longest))
+
+
+def sample_rows(prompt_ids: np.ndarray, prompt_lengths: np.ndarray, response_ids: np.ndarray,
+                response_mask: np.ndarray, width: int) -> dict[str, np.ndarray]:
+  """Lays samples out one per row: the prompt left-padded to end at column
+  P-1 (P = `width`), then the response.
 
   Args:
     prompt_ids: [S, P0] int right-padded prompts; prompt_lengths [S] int.
-    response_ids, response_mask, response_logp: [S, N] response tokens, which
-      of them are real, and their sampler log-probs.
-    prompt_cap: the configured prompt limit.
-    longest: the prompt length P must fit (default: the longest given).
+    response_ids, response_mask: [S, N] response tokens and which are real.
+    width: P, at least the longest prompt.
   Returns:
-    (tokens [S, P+N] int32, token_mask [S, P+N] bool, score_mask [S, P+N-1]
-    bool marking the positions that predict a response token, old_logp
-    [S, P+N-1] float32 holding the sampler's log-probs there).
+    tokens, token_mask, positions, segments ([S, P+N]; segment 0 is the
+    prompt, 1 the response), score_pos, score_token, score_mask ([S, N]:
+    column P-1+j predicts response token j) and value_pos ([S], P-1).
   """
-  s = len(prompt_lengths)
-  longest = int(prompt_lengths.max(initial=1)) if longest is None else longest
-  p = min(1 << max(longest - 1, 0).bit_length(), max(prompt_cap, longest))
-  n = response_ids.shape[1]
-  cols = np.arange(p)[None, :] - (p - prompt_lengths)[:, None]
+  s, n = response_ids.shape
+  cols = np.arange(width)[None, :] - (width - prompt_lengths)[:, None]
   live = cols >= 0
-  prompt = np.where(live, np.take_along_axis(prompt_ids, np.clip(cols, 0, prompt_ids.shape[1] - 1),
-                                             1), 0)
+  prompt = np.where(live, np.take_along_axis(
+      prompt_ids, np.clip(cols, 0, prompt_ids.shape[1] - 1), 1), 0)
   tokens = np.concatenate([prompt, np.where(response_mask, response_ids, 0)], 1)
   token_mask = np.concatenate([live, response_mask], 1)
-  score_mask = np.zeros((s, p + n - 1), bool)
-  old_logp = np.zeros((s, p + n - 1), np.float32)
-  score_mask[:, p - 1:] = response_mask
-  old_logp[:, p - 1:] = np.where(response_mask, response_logp, 0.0)
-  return tokens.astype(np.int32), token_mask, score_mask, old_logp
+  positions = np.maximum(np.cumsum(token_mask, 1) - 1, 0)
+  segments = np.concatenate([np.zeros((s, width), np.int32), np.ones((s, n), np.int32)], 1)
+  return dict(tokens=tokens.astype(np.int32), token_mask=token_mask,
+              positions=positions.astype(np.int32), segments=segments,
+              score_pos=np.broadcast_to(width - 1 + np.arange(n, dtype=np.int32), (s, n)),
+              score_token=tokens[:, width:].astype(np.int32), score_mask=response_mask.copy(),
+              value_pos=np.full(s, width - 1, np.int32))
 
 
-def minibatch_needs(r: Rollouts, size: int) -> tuple[int, int]:
-  """(mini-batches, longest prompt) these rollouts need at `size` samples each."""
-  return max(-(-len(r.sample_index) // size), 1), int(r.prompt_lengths.max(initial=1))
+class Plan(NamedTuple):
+  """Shapes every process lays its mini-batches out with (agreed values)."""
+  count: int      # mini-batches per epoch
+  rows: int       # rows of each (this process's piece)
+  prompt: int     # prompt columns P
+  response: int   # response columns N
 
 
-def minibatches(r: Rollouts, *, size: int, prompt_len: int, padded_steps: int,
-                rng: np.random.Generator, count: int | None = None,
-                longest: int | None = None, row_offset: int = 0) -> list[Minibatch]:
-  """Shuffled mini-batches of `size` samples covering every sample once.
+def plan(r: Rollouts, *, minibatch_size: int, prompt_cap: int, shards: int) -> Plan:
+  """The mini-batch shapes for these rollouts, agreed over processes.
+
+  Mini-batches hold about `minibatch_size` samples (globally), as evenly as
+  the count allows, rounded up to a row bucket that is a multiple of this
+  process's batch `shards`; padding rows exist only to reach the bucket.
+  """
+  s = len(r.sample_index)
+  longest_response = int(r.response_mask.sum(1).max(initial=1))
+  size = max(minibatch_size // jax.process_count(), 1)
+  count, most, longest_prompt, longest_response = distributed.agree_max(
+      [max(-(-s // size), 1), s, int(r.prompt_lengths.max(initial=1)), longest_response])
+  per = -(-most // count)
+  rows = graph_lib.bucket_size(per, 1)
+  rows = -(-rows // shards) * shards
+  return Plan(count, rows, prompt_width(longest_prompt, prompt_cap),
+              min(_pow2(longest_response, MIN_RESPONSE), r.response_ids.shape[1]))
+
+
+def minibatches(r: Rollouts, p: Plan, *, rng: np.random.Generator, padded_steps: int,
+                row_offset: int = 0) -> tuple[list[Minibatch], list[np.ndarray]]:
+  """Shuffled mini-batches covering every sample once, without advantages.
 
   Args:
     r: the iteration's rollouts.
-    size: samples per mini-batch (the last ones are padded with masked rows).
-    prompt_len: the configured prompt limit (see `token_rows`).
-    padded_steps: T of the padded trajectory arrays.
+    p: the agreed shapes (`plan`).
     rng: the shuffle.
-    count, longest: the number of mini-batches and the prompt length to lay
-      out for (default `minibatch_needs`); processes pass agreed values so
-      their pieces of each global mini-batch have one shape.
+    padded_steps: T of the padded trajectory arrays.
     row_offset: padded trajectory row of r's first trajectory in the whole
-      batch; `sample_index` = (row_offset + b) * padded_steps + t.
+      batch.
+  Returns:
+    (mini-batches of numpy arrays with zero advantages, and for each its
+    [rows, 1] int64 flat index (row_offset + b) * padded_steps + t of each
+    sample's step into the whole batch's [B, T] arrays, -1 on padding).
+    `with_advantages` fills the advantages in.
   """
   s = len(r.sample_index)
-  need, most = minibatch_needs(r, size)
-  count = need if count is None else count
-  if count < need:
-    raise ValueError(f'{s} samples need {need} mini-batches of {size}; got count={count}.')
-  order = np.concatenate([rng.permutation(s), np.zeros(count * size - s, np.int64)])
-  real = np.arange(count * size) < s
-  rows = token_rows(r.prompt_ids[order], np.where(real, r.prompt_lengths[order], 0),
-                    r.response_ids[order], r.response_mask[order] & real[:, None],
-                    r.response_logp[order], prompt_len, most if longest is None else longest)
+  order = rng.permutation(s)
   t = r.mask.shape[1]
-  index = r.sample_index[order]
-  sample_index = np.where(real, (row_offset + index // t) * padded_steps + index % t, 0)
-  fields = (*rows, sample_index.astype(np.int32), real)
-  return [Minibatch(*(f[i * size:(i + 1) * size] for f in fields)) for i in range(count)]
+  index = r.sample_index[order].astype(np.int64)
+  flat = (row_offset + index // t) * padded_steps + index % t
+  out, where = [], []
+  for chunk, ids in zip(np.array_split(order, p.count), np.array_split(flat, p.count)):
+    k = len(chunk)
+    if k > p.rows:
+      raise ValueError(f'{k} samples exceed the planned {p.rows} rows.')
+    pick = np.concatenate([chunk, np.zeros(p.rows - k, np.int64)])
+    real = np.arange(p.rows) < k
+    fields = sample_rows(r.prompt_ids[pick], np.where(real, r.prompt_lengths[pick], 0),
+                         r.response_ids[pick, :p.response],
+                         r.response_mask[pick, :p.response] & real[:, None], p.prompt)
+    out.append(Minibatch(
+        **fields, score_sample=np.zeros((p.rows, p.response), np.int32),
+        old_logp=np.where(fields['score_mask'], r.response_logp[pick, :p.response],
+                          0.0).astype(np.float32),
+        advantage=np.zeros((p.rows, 1), np.float32), sample_mask=real[:, None],
+        value_target=None))
+    where.append(np.where(real, np.pad(ids, (0, p.rows - k)), -1)[:, None])
+  return out, where
+
+
+def with_advantages(mb: Minibatch, where: np.ndarray, advantages: np.ndarray,
+                    targets: np.ndarray | None = None) -> Minibatch:
+  """`mb` with each sample's advantage (and value target) from [B, T] arrays."""
+  real = where >= 0
+  take = lambda x: np.where(real, x.reshape(-1)[np.maximum(where, 0)], 0.0).astype(np.float32)
+  return mb._replace(advantage=take(advantages),
+                     value_target=None if targets is None else take(targets))

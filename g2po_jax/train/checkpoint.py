@@ -31,7 +31,6 @@ import os
 import shutil
 
 from absl import logging
-from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 
@@ -59,9 +58,6 @@ class Checkpointer:
     """
     self._manager.save(iteration, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
-
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -152,6 +148,3 @@ def abstract(tree):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                       tree)
 
-
-def params_of(model: qwen2.Qwen2) -> nnx.State:
-  return nnx.split(model)[1]

@@ -61,6 +61,12 @@ def credit_options(c: mlc.ConfigDict) -> dict[str, object]:
   return opts
 
 
+def rollout_options(c: mlc.ConfigDict) -> dict[str, object]:
+  """The keyword options of `rollout.collect` a config sets."""
+  return dict(max_steps=c.env.max_steps, history=c.rollout.history,
+              prompt_len=c.rollout.prompt_len, success_reward=c.credit.success_reward)
+
+
 def action_ratio(c: mlc.ConfigDict) -> bool:
   """Whether the loss shares one importance ratio per action (GAGPO)."""
   return c.credit.name == 'gagpo' if c.ppo.action_ratio is None else bool(c.ppo.action_ratio)
@@ -73,7 +79,7 @@ def validate(c: mlc.ConfigDict) -> None:
       raise ConfigError(f'{key} must be an integer; got {_get(c, key)!r}.')
   for key in ('num_iterations', 'env.max_steps', 'rollout.num_tasks', 'rollout.group_size',
               'rollout.prompt_len', 'rollout.max_new_tokens', 'ppo.epochs', 'ppo.minibatch_size',
-              'ppo.max_bad_steps', 'eval.num_tasks', 'log_every', 'ckpt.every', 'ckpt.keep'):
+              'ppo.max_bad_steps', 'ppo.logit_chunk', 'eval.num_tasks', 'log_every', 'ckpt.every', 'ckpt.keep'):
     _positive_int(c, key)
   for key in ('eval.every', 'graph_image_every', 'optim.warmup_steps', 'rollout.top_k',
               'rollout.history'):

@@ -1,7 +1,6 @@
 """The step-level PPO objective as pure functions of per-token arrays.
 
-Shapes: S samples (one per environment step), L token positions; `mask`
-marks the response tokens the loss scores. Aggregation is token-mean: every
+Shapes: R rows of K scored (response) tokens; `mask` marks the real ones. Aggregation is token-mean: every
 scored token of the mini-batch weighs the same.
 """
 
@@ -17,45 +16,51 @@ def token_mean(x: Array, mask: Array) -> Array:
   return jnp.where(mask, x, 0.0).sum() / jnp.maximum(mask.sum(), 1)
 
 
-def action_log_ratio(logp: Array, old_logp: Array, mask: Array) -> Array:
+def action_log_ratio(logp: Array, old_logp: Array, mask: Array, action_of: Array) -> Array:
   """One log-ratio per action, the mean of its tokens', broadcast back.
 
   GAGPO's loss (Section 8 of the spec): every token of an action shares the
   importance ratio exp(mean_t (logp_t - old_logp_t)).
 
   Args:
-    logp, old_logp: [S, L] float per-token log-probs.
-    mask: [S, L] bool, the action's tokens.
+    logp, old_logp: [R, K] float per-token log-probs.
+    mask: [R, K] bool, the scored tokens.
+    action_of: [R, K] int in [0, J), which of the row's actions each token
+      belongs to (a row may pack several responses).
   Returns:
-    [S, L] float log-ratio, constant over each row's masked tokens.
+    [R, K] float log-ratio, constant over each action's masked tokens.
   """
-  diff = jnp.where(mask, logp - old_logp, 0.0)
-  per_action = diff.sum(-1) / jnp.maximum(mask.sum(-1), 1)
-  return jnp.broadcast_to(per_action[:, None], logp.shape)
+  chex.assert_equal_shape([logp, old_logp, mask, action_of])
+  r, k = logp.shape                         # a row holds at most K actions
+  ids = (jnp.arange(r)[:, None] * k + action_of).reshape(-1)
+  diff = jnp.where(mask, logp - old_logp, 0.0).reshape(-1)
+  total = jax.ops.segment_sum(diff, ids, num_segments=r * k)
+  count = jax.ops.segment_sum(mask.reshape(-1).astype(diff.dtype), ids, num_segments=r * k)
+  return (total / jnp.maximum(count, 1))[ids].reshape(r, k)
 
 
 def clipped_policy_loss(logp: Array, old_logp: Array, adv: Array, mask: Array, *,
-                        clip: float, action_ratio: bool = False) -> tuple[Array, dict]:
+                        clip: float, action_of: Array | None = None) -> tuple[Array, dict]:
   """PPO-clip surrogate, token-mean.
 
     ratio = exp(logp - old_logp)   (per token, or per action)
     loss  = -mean_tokens min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A)
 
   Args:
-    logp, old_logp: [S, L] float per-token log-probs (new and sampling policy).
-    adv: [S] float, the step's advantage, shared by its tokens.
-    mask: [S, L] bool, scored tokens.
+    logp, old_logp: [R, K] float per-token log-probs (new and sampling policy).
+    adv: [R, K] float, each token's advantage (its step's).
+    mask: [R, K] bool, scored tokens.
     clip: epsilon of the clip.
-    action_ratio: one ratio per action instead of per token.
+    action_of: [R, K] int action of each token: one ratio per action
+      (`action_log_ratio`) instead of per token. None: per token.
   Returns:
     (loss [], aux with 'clip_fraction' and 'ratio').
   """
-  chex.assert_equal_shape([logp, old_logp, mask])
-  chex.assert_rank(adv, 1)
-  log_ratio = action_log_ratio(logp, old_logp, mask) if action_ratio else logp - old_logp
+  chex.assert_equal_shape([logp, old_logp, adv, mask])
+  log_ratio = (logp - old_logp if action_of is None else
+               action_log_ratio(logp, old_logp, mask, action_of))
   ratio = jnp.exp(jnp.where(mask, log_ratio, 0.0))
-  a = adv[:, None]
-  surrogate = jnp.minimum(ratio * a, jnp.clip(ratio, 1 - clip, 1 + clip) * a)
+  surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - clip, 1 + clip) * adv)
   clipped = jnp.abs(ratio - 1) > clip
   return -token_mean(surrogate, mask), {'clip_fraction': token_mean(clipped, mask),
                                         'ratio': token_mean(ratio, mask)}
@@ -72,5 +77,5 @@ def low_variance_kl(logp: Array, ref_logp: Array) -> Array:
 
 
 def value_loss(values: Array, targets: Array, mask: Array) -> Array:
-  """0.5 * mean squared error of the critic over the real samples ([S])."""
+  """0.5 * mean squared error of the critic over the real samples (any shape)."""
   return 0.5 * token_mean((values - jax.lax.stop_gradient(targets)) ** 2, mask)

@@ -2,12 +2,17 @@
 
 import io
 import logging as std_logging
+import os
 import time
 
 from absl import logging
 import jax
 import numpy as np
-import tensorboardX
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboardX import event_file_writer
+from tensorboardX import record_writer
+from tensorboardX import summary as tb_summary
+from tensorboardX.proto import event_pb2
 
 
 def console_logging() -> None:
@@ -24,24 +29,38 @@ def console_logging() -> None:
 
 
 class Writer:
-  """Scalars, text and images to TensorBoard event files in `logdir`.
+  """Scalars and images to TensorBoard event files in `logdir`, synchronously.
+
+  tensorboardX's SummaryWriter queues events for a background thread and
+  its `flush` does not drain that queue, so a kill -9 right after a
+  checkpoint lost scalars of the checkpointed iteration. Here every event is
+  written by the caller and `flush` fsyncs the file: once `flush` returns,
+  what was logged survives the process.
 
   Only process 0 writes; on other processes every call does nothing.
   """
 
-  def __init__(self, logdir: str):
-    self._writer = tensorboardX.SummaryWriter(logdir) if jax.process_index() == 0 else None
+  def __init__(self, logdir: str, purge_after: int | None = None):
+    """purge_after: drop logged events of later steps first (a run resumed
+    after step `purge_after` logs those steps again)."""
+    self._writer = None
+    if jax.process_index() == 0:
+      os.makedirs(logdir, exist_ok=True)
+      if purge_after is not None:
+        purge_events(logdir, purge_after)
+      self._writer = event_file_writer.EventsWriter(
+          os.path.join(logdir, 'events'), filename_suffix=f'.{os.getpid()}.{time.time_ns()}')
+
+  def _add(self, step: int, summary) -> None:
+    self._writer.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                             summary=summary))
 
   def scalars(self, step: int, values: dict[str, float]) -> None:
     if self._writer is None:
       return
     for key, value in values.items():
       if np.isfinite(value):
-        self._writer.add_scalar(key, float(value), step)
-
-  def text(self, step: int, tag: str, text: str) -> None:
-    if self._writer is not None:
-      self._writer.add_text(tag, text, step)
+        self._add(step, tb_summary.scalar(key, float(value)))
 
   def image(self, step: int, tag: str, png: bytes) -> None:
     """Adds a PNG image."""
@@ -49,15 +68,52 @@ class Writer:
       return
     from PIL import Image  # matplotlib's dependency; only needed here
     img = np.asarray(Image.open(io.BytesIO(png)).convert('RGB'))
-    self._writer.add_image(tag, img, step, dataformats='HWC')
+    self._add(step, tb_summary.image(tag, img, dataformats='HWC'))
 
   def flush(self) -> None:
+    """Writes everything logged so far to disk (fsync) before returning."""
     if self._writer is not None:
       self._writer.flush()
 
   def close(self) -> None:
     if self._writer is not None:
       self._writer.close()
+      self._writer = None
+
+
+def purge_events(logdir: str, last_step: int) -> int:
+  """Removes events of steps after `last_step` from the event files in logdir.
+
+  Each file is rewritten beside itself and renamed over it, so a crash
+  leaves either the old or the new file. A record cut short by a kill at the
+  end of a file is dropped. Returns the number of events removed.
+  """
+  removed = 0
+  for name in sorted(os.listdir(logdir)):
+    path = os.path.join(logdir, name)
+    if 'tfevents' not in name or not os.path.isfile(path):
+      continue
+    kept, dropped = [], 0
+    for raw in event_file_loader.RawEventFileLoader(path).Load():
+      event = event_pb2.Event.FromString(raw)
+      if event.step > last_step and event.WhichOneof('what') != 'file_version':
+        dropped += 1
+      else:
+        kept.append(raw)
+    if not dropped:
+      continue
+    partial = path + '.purging'
+    writer = record_writer.RecordWriter(partial)
+    for raw in kept:
+      writer.write(raw)
+    writer.flush()
+    writer.close()
+    os.replace(partial, path)
+    removed += dropped
+  if removed:
+    logging.info('removed %d TensorBoard events after step %d (logged again on resume)',
+                 removed, last_step)
+  return removed
 
 
 class Progress:

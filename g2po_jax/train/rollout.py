@@ -46,19 +46,14 @@ class Rollouts:
   response_ids: np.ndarray   # [S, N] int32
   response_mask: np.ndarray  # [S, N] bool
   response_logp: np.ndarray  # [S, N] float32, sampler log-probs
+  response_stopped: np.ndarray  # [S] bool, ended by a stop token/string (not the limit)
   sample_index: np.ndarray   # [S] int32, b * T + t
-  actions: list[list[str]]   # [B][length] action texts (as the env received them)
-  state_texts: list[list[str]]  # [B][length] state-key texts (for pictures)
   sample_seconds: float = 0.0
   env_seconds: float = 0.0
 
   @property
   def lengths(self) -> np.ndarray:
     return self.mask.sum(1)
-
-  @property
-  def num_steps(self) -> int:
-    return int(self.mask.sum())
 
   @property
   def num_response_tokens(self) -> int:
@@ -129,20 +124,20 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
       won[i] |= res.won
       keys[i].append(steps[i].state_key)
       pairs[i].append((steps[i].observation, actions[i]))
-      samples.append((i, t, ids[j, :lengths[j]], out.tokens[j], out.mask[j], out.logp[j]))
+      samples.append((i, t, ids[j, :lengths[j]], out.tokens[j], out.mask[j], out.logp[j],
+                      out.done[j]))
       steps[i] = res
       active[i] = not res.done
   for i in range(b):
     keys[i].append(steps[i].state_key)      # the state the last action reached
   return _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
-                   env_reward, success_reward, valid, mask, won, keys, pairs, samples,
+                   env_reward, success_reward, valid, mask, won, keys, samples,
                    prompt_len, sample_seconds, env_seconds)
 
 
-def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, keys, pairs,
+def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, keys,
               samples, prompt_len, sample_seconds, env_seconds) -> Rollouts:
   b, t = mask.shape
-  lengths = mask.sum(1)
   # Hash every key text once, vectorized: [B, T + 1] with padding ''.
   texts = np.full((b, t + 1), '', dtype=object)
   for i, k in enumerate(keys):
@@ -156,11 +151,13 @@ def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, k
   response_ids = np.zeros((s, n), np.int32)
   response_mask = np.zeros((s, n), bool)
   response_logp = np.zeros((s, n), np.float32)
+  response_stopped = np.zeros(s, bool)
   sample_index = np.zeros(s, np.int32)
-  for r, (i, step, prompt, tokens, tmask, logp) in enumerate(samples):
+  for r, (i, step, prompt, tokens, tmask, logp, stopped) in enumerate(samples):
     prompt_ids[r, :len(prompt)] = prompt
     prompt_lengths[r] = len(prompt)
     response_ids[r], response_mask[r], response_logp[r] = tokens, tmask, logp
+    response_stopped[r] = stopped
     sample_index[r] = i * t + step
   return Rollouts(
       seeds=seeds, task_types=task_types, reward=success_reward * env_reward,
@@ -169,7 +166,5 @@ def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, k
       next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64),
       won=won, prompt_ids=prompt_ids, prompt_lengths=prompt_lengths,
       response_ids=response_ids, response_mask=response_mask, response_logp=response_logp,
-      sample_index=sample_index,
-      actions=[[a for _, a in p] for p in pairs],
-      state_texts=[k[:lengths[i]] for i, k in enumerate(keys)],
+      response_stopped=response_stopped, sample_index=sample_index,
       sample_seconds=sample_seconds, env_seconds=env_seconds)

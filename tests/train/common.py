@@ -3,6 +3,7 @@
 import ml_collections as mlc
 
 from configs import household_small_g2po
+from g2po_jax import envs
 
 
 def micro_config(estimator: str = 'g2po', **overrides) -> mlc.ConfigDict:
@@ -32,3 +33,46 @@ def micro_config(estimator: str = 'g2po', **overrides) -> mlc.ConfigDict:
       node = node[part]
     node[last] = value
   return c
+
+
+class FollowsOracle(envs.BatchEnv):
+  """Wraps an environment so that an untrained policy acts like a noisy oracle
+  in every other instance: there, an action whose length is not a multiple
+  of 3 becomes the oracle's next action. Other actions pass through (almost
+  always invalid), so each group mixes successes and failures.
+
+  A random micro policy never writes an admissible action, so every step is
+  invalid, every attempt fails, and group estimators give exactly 0: the
+  end-to-end tests would not notice credit that never reaches the loss.
+  """
+
+  def __init__(self, env: envs.BatchEnv):
+    self._env = env
+    self.name, self.max_steps = env.name, env.max_steps
+
+  def reset(self, seeds):
+    return self._env.reset(seeds)
+
+  def step(self, actions):
+    oracle = self._env.oracle_actions()
+    return self._env.step([
+        best if i % 2 == 0 and action is not None and best is not None and len(action) % 3
+        else action for i, (action, best) in enumerate(zip(actions, oracle))])
+
+  def oracle_actions(self):
+    return self._env.oracle_actions()
+
+  def vocabulary(self):
+    return self._env.vocabulary()
+
+  def task_type(self, index):
+    return self._env.task_type(index)
+
+  def close(self):
+    self._env.close()
+
+
+def follows_oracle(monkeypatch) -> None:
+  """Makes the trainer's environments `FollowsOracle`."""
+  make = envs.make
+  monkeypatch.setattr(envs, 'make', lambda name, **kw: FollowsOracle(make(name, **kw)))

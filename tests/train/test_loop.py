@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from g2po_jax.train import config as config_lib
 from g2po_jax.train import loop
 from tests.train.common import micro_config
+from tests.train.common import follows_oracle
 
 
 def read_scalars(logdir: str) -> dict[str, dict[int, float]]:
@@ -39,13 +40,16 @@ def assert_trees_equal(a, b) -> None:
 
 
 @pytest.mark.parametrize('estimator', config_lib.ESTIMATORS)
-def test_one_iteration_per_estimator(estimator, tmp_path):
-  values = loop.train(micro_config(estimator), str(tmp_path))
+def test_one_iteration_per_estimator(estimator, tmp_path, monkeypatch):
+  follows_oracle(monkeypatch)
+  values = loop.train(micro_config(estimator, env__max_steps=10), str(tmp_path))
   for key in ('train/loss', 'train/policy_loss', 'train/kl', 'train/entropy',
               'train/grad_norm', 'adv/mean', 'adv/std', 'graph/nodes'):
     assert np.isfinite(values[key]), key
   assert values['rollout/episode_length'] > 0
   assert values['train/nonfinite_updates'] == 0
+  # The credit reached the update: not all advantages are 0.
+  assert values['adv/max_abs'] > 0 and values['adv/zero_fraction'] < 1
   if estimator == 'ppo':
     assert np.isfinite(values['train/value_loss'])
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from g2po_jax import credit
-from g2po_jax import sampling
 from g2po_jax.models import qwen2
 from g2po_jax.train import batch as batch_lib
 from g2po_jax.train import losses
@@ -38,8 +37,7 @@ def _rollouts(rng: np.random.Generator) -> rollout.Rollouts:
       response_ids=rng.integers(3, VOCAB, (s, RESPONSE)).astype(np.int32),
       response_mask=np.arange(RESPONSE)[None] < rng.integers(1, RESPONSE + 1, s)[:, None],
       response_logp=np.zeros((s, RESPONSE), np.float32),
-      sample_index=(b * 3 + t).astype(np.int32),
-      actions=[[''] * n for n in mask.sum(1)], state_texts=[[''] * n for n in mask.sum(1)])
+      response_stopped=np.ones(s, bool), sample_index=(b * 3 + t).astype(np.int32))
 
 
 def _setup(estimator: str, lr: float = 1e-2, temperature: float = 1.0):
@@ -47,71 +45,129 @@ def _setup(estimator: str, lr: float = 1e-2, temperature: float = 1.0):
   graphdef, params = nnx.split(qwen2.init_model(config, seed=0))
   r = _rollouts(np.random.default_rng(0))
   traj = batch_lib.trajectories(r, history=2 if estimator == 'hgpo' else None)
-  (mb,) = batch_lib.minibatches(r, size=16, prompt_len=PROMPT,
-                                padded_steps=traj.mask.shape[1],
-                                rng=np.random.default_rng(1))
-  # The sampler's log-probs are the current policy's: ratios start at 1.
-  stats = sampling.token_logprobs(graphdef, params, mb.tokens, mb.token_mask, temperature)
-  mb = mb._replace(old_logp=np.where(mb.score_mask, np.asarray(stats.logp), 0.0))
-  tx = step_lib.make_optimizer(step_lib.make_schedule(lr, 0), 0.9, 0.999, 0.0, 1.0)
-  state = step_lib.TrainState(params, tx.init(params), params, np.int32(0))
+  plan = batch_lib.plan(r, minibatch_size=16, prompt_cap=PROMPT, shards=1)
+  (mb,), (where,) = batch_lib.minibatches(r, plan, padded_steps=traj.mask.shape[1],
+                                          rng=np.random.default_rng(1))
   options = {} if estimator == 'ppo' else credit.check_options(estimator, {})
   if estimator == 'hgpo':
     options['history'] = 2
+  # Fixed critic values for PPO: zeros, so GAE is the discounted return.
+  adv, targets, _ = step_lib.make_advantage_fn(estimator, options)(
+      traj, np.zeros(traj.mask.shape, np.float32))
+  mb = batch_lib.with_advantages(mb, where, np.asarray(adv),
+                                 None if targets is None else np.asarray(targets))
+  # The sampler's log-probs are the current policy's: ratios start at 1.
+  stats = step_lib._scored(graphdef, params, mb, temperature, 1024)  # pylint: disable=protected-access
+  mb = mb._replace(old_logp=np.where(mb.score_mask, np.asarray(stats.logp), 0.0))
+  tx = step_lib.make_optimizer(step_lib.make_schedule(lr, 0), 0.9, 0.999, 0.0, 1.0)
+  state = step_lib.TrainState(params, tx.init(params), params, np.int32(0))
   train_step = step_lib.make_train_step(
-      graphdef, tx, estimator=estimator, estimator_options=options, clip=0.2,
-      kl_coef=0.01, entropy_coef=0.001, value_coef=0.5, action_ratio=False,
-      temperature=temperature)
-  return r, traj, mb, state, train_step
+      graphdef, tx, clip=0.2, kl_coef=0.01, entropy_coef=0.001, value_coef=0.5,
+      action_ratio=False, temperature=temperature)
+  return r, traj, mb, where, state, train_step
 
 
 @pytest.mark.parametrize('estimator', ['g2po', 'gigpo', 'grpo', 'hgpo'])
 def test_advantages_reach_the_loss_unchanged(estimator, monkeypatch):
-  r, traj, mb, state, train_step = _setup(estimator)
+  r, traj, mb, where, state, train_step = _setup(estimator)
   seen = []
   original = losses.clipped_policy_loss
 
   def spy(logp, old_logp, adv, mask, **kwargs):
-    seen.append(np.asarray(adv))
+    seen.append((np.asarray(adv), np.asarray(mask)))
     return original(logp, old_logp, adv, mask, **kwargs)
 
   monkeypatch.setattr(losses, 'clipped_policy_loss', spy)
-  train_step(state, traj, mb)     # not jitted, so the spy sees concrete values
+  train_step(state, mb)     # not jitted, so the spy sees concrete values
   options = {'history': 2} if estimator == 'hgpo' else {}
   expected = np.asarray(credit.estimate(
       estimator, group=r.seeds, state=r.state_key, next_state=r.next_key, reward=r.reward,
       valid=r.valid, mask=r.mask, **options))
   tp = traj.mask.shape[1]
-  index = np.asarray(mb.sample_index)[mb.sample_mask]
-  np.testing.assert_allclose(seen[0][mb.sample_mask], expected[index // tp, index % tp],
-                             rtol=1e-5, atol=1e-6)
+  adv, scored = seen[0]
+  for row, index in enumerate(where[:, 0]):
+    if index < 0:
+      assert not scored[row].any()
+      continue
+    np.testing.assert_allclose(adv[row][scored[row]], expected[index // tp, index % tp],
+                               rtol=1e-5, atol=1e-6)
+  assert scored.any(axis=1).sum() == len(r.sample_index)   # every sample is scored
   assert np.abs(expected).max() > 0.1           # the batch carries real credit
-  np.testing.assert_array_equal(seen[0][~mb.sample_mask], 0.0)
 
 
 @pytest.mark.parametrize('estimator, temperature', [('g2po', 1.0), ('ppo', 1.0), ('g2po', 0.7)])
 def test_loss_decreases_on_a_fixed_batch(estimator, temperature):
-  _, traj, mb, state, train_step = _setup(estimator, temperature=temperature)
-  if estimator == 'ppo':
-    # Fixed targets for the critic: zero values, so GAE is the discounted return.
-    traj = traj._replace(values=np.zeros_like(traj.reward))
+  _, _, mb, _, state, train_step = _setup(estimator, temperature=temperature)
   step = jax.jit(train_step)
   first = None
   for _ in range(15):
-    state, metrics = step(state, traj, mb)
+    state, metrics = step(state, mb)
     first = metrics if first is None else first
   assert bool(metrics['finite'])
   assert int(state.step) == 15
   assert metrics['loss'] < first['loss'] - 1e-3
   assert metrics['policy_loss'] < first['policy_loss']
   assert first['ratio'] == pytest.approx(1.0, abs=1e-5)
+  if estimator == 'ppo':
+    assert metrics['value_loss'] < first['value_loss']
 
 
 def test_nonfinite_update_is_skipped():
-  _, traj, mb, state, train_step = _setup('g2po')
-  bad = traj._replace(reward=np.where(traj.mask, np.nan, 0.0).astype(np.float32))
-  new_state, metrics = jax.jit(train_step)(state, bad, mb)
+  _, _, mb, _, state, train_step = _setup('g2po')
+  bad = mb._replace(advantage=np.full_like(mb.advantage, np.nan))
+  new_state, metrics = jax.jit(train_step)(state, bad)
   assert not bool(metrics['finite'])
   assert int(new_state.step) == 0
   for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
+
+
+def _temp_bytes(vocab: int, prompt: int, response: int, rows: int = 4, remat=False) -> int:
+  """Temporary memory of the compiled train step (XLA's memory analysis)."""
+  config = qwen2.make_config('micro', vocab_size=vocab, remat=remat)
+  graphdef, params = nnx.split(qwen2.init_model(config, seed=0))
+  from experiments import bench_model   # the synthetic mini-batch of the benchmarks
+  mb = bench_model.synthetic_minibatch(np.random.default_rng(0), vocab, np.full(rows, prompt),
+                                       np.full(rows, response), prompt, response)
+  step, state = bench_model.trainer_step(graphdef, params)
+  compiled = step.lower(state, mb).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_train_step_memory_follows_the_responses_not_prompt_times_vocabulary():
+  rows, small, big = 4, 512, 8192
+  growth = {v: _temp_bytes(v, 512, 8, rows) - _temp_bytes(v, 32, 8, rows) for v in (small, big)}
+  # Full-vocabulary logits at every prompt position would make the longer
+  # prompts cost this much more with the bigger vocabulary, per copy.
+  per_copy = rows * (512 - 32) * (big - small) * 4
+  assert abs(growth[big] - growth[small]) < 0.1 * per_copy, growth
+  assert _temp_bytes(big, 32, 64, rows) > _temp_bytes(big, 32, 8, rows)   # responses do count
+
+
+def test_remat_gives_the_same_step():
+  _, _, mb, _, state, train_step = _setup('g2po')
+  config = qwen2.make_config('micro', vocab_size=VOCAB, remat=True)
+  graphdef = nnx.split(qwen2.init_model(config, seed=0))[0]
+  tx = step_lib.make_optimizer(step_lib.make_schedule(1e-2, 0), 0.9, 0.999, 0.0, 1.0)
+  remat_step = step_lib.make_train_step(
+      graphdef, tx, clip=0.2, kl_coef=0.01, entropy_coef=0.001, value_coef=0.5,
+      action_ratio=False)
+  a_state, a = jax.jit(train_step)(state, mb)
+  b_state, b = jax.jit(remat_step)(state, mb)
+  np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-6)
+  np.testing.assert_allclose(a['grad_norm'], b['grad_norm'], rtol=1e-5)
+  for x, y in zip(jax.tree.leaves(a_state.params), jax.tree.leaves(b_state.params)):
+    np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+def test_action_ratio_is_one_per_action():
+  logp = np.log(np.array([[0.5, 0.2, 0.4, 0.9], [0.3, 0.3, 0.6, 0.1]], np.float32))
+  old = np.log(np.array([[0.25, 0.4, 0.2, 0.9], [0.3, 0.6, 0.3, 0.2]], np.float32))
+  mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+  action_of = np.array([[0, 0, 1, 1], [0, 1, 1, 2]], np.int32)   # packed rows
+  out = np.asarray(losses.action_log_ratio(logp, old, mask, action_of))
+  d = logp - old
+  np.testing.assert_allclose(out[0, :2], d[0, :2].mean(), rtol=1e-6)
+  np.testing.assert_allclose(out[0, 2:], d[0, 2], rtol=1e-6)     # the padded token is ignored
+  np.testing.assert_allclose(out[1, 1:3], d[1, 1:3].mean(), rtol=1e-6)
+  np.testing.assert_allclose(out[1, [0, 3]], d[1, [0, 3]], rtol=1e-6)
