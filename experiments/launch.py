@@ -234,11 +234,11 @@ def tpu_scripts(members: typing.Sequence[Member], root: str, slices: typing.Sequ
     queued = members[s::len(slices)]
     if not queued:
       continue
-    path = f'tpu_{tpu}.sh'
-    scripts[path] = _fill(
-        _TPU_QUEUE, tpu=tpu, zone=zone, path=os.path.join(launch_dir, path),
-        log=os.path.join(launch_dir, f'tpu_{tpu}.log'), q_root=shlex.quote(root), q_scripts=shlex.quote(os.path.join(launch_dir, 'tpu')),
-        count=len(queued), runs='\n'.join(f'run_member {shlex.quote(m.name)}' for m in queued))
+    scripts[f'tpu_{tpu}.sh'] = _fill(
+        _TPU_QUEUE, tpu=tpu, zone=zone, path=os.path.join(launch_dir, f'tpu_{tpu}.sh'),
+        log=os.path.join(launch_dir, f'tpu_{tpu}.log'), q_root=shlex.quote(root),
+        q_scripts=shlex.quote(os.path.join(launch_dir, 'tpu')), count=len(queued),
+        runs='\n'.join(f'run_member {shlex.quote(m.name)}' for m in queued))
   return scripts
 
 

@@ -170,7 +170,7 @@ def _generate(tmp_path, **launch_flags: str) -> tuple[pathlib.Path, list[sweep.M
 def _check_golden(tmp_path, root: pathlib.Path, name: str) -> None:
   """Every generated script equals its golden file and parses (`bash -n`)."""
   launch_dir = root / launch.LAUNCH_DIR
-  scripts = sorted(p for p in launch_dir.rglob('*.sh'))
+  scripts = sorted(launch_dir.rglob('*.sh'))
   golden_dir = GOLDEN / name
   if os.environ.get('UPDATE_GOLDEN'):
     for p in scripts:
