@@ -6,6 +6,12 @@ r"""Runs a config's sweep: one training process per member (big_vision style).
       --workdir=/tmp/sweep --dry_run                      # list members and states
   python -m experiments.sweep --config=configs/household_small_g2po.py \
       --workdir=runs/compare --launch=print > jobs.sh     # one command per line
+  python -m experiments.sweep --config=configs/qwen2_5_1_5b_alfworld_like.py \
+      --workdir=/mnt/runs/compare --launch=tpu --tpus=v5e-a,v5e-b --zone=us-west4-a \
+      --repo=g2po_jax                                     # scripts in ROOT/launch/
+  python -m experiments.sweep --config=configs/qwen2_5_1_5b_alfworld_like.py \
+      --workdir=/shared/runs/compare --launch=slurm --nodes=2 --gpus_per_node=8 \
+      --time=24:00:00                                     # then: sbatch ROOT/launch/slurm.sh
   python -m experiments.report runs/compare               # plots and tables
 
 A config file declares its sweeps next to `get_config`: a function
@@ -33,6 +39,12 @@ Local runs write ROOT/NAME/sweep_member.json (what was launched) and append
 the process's output to ROOT/NAME/log.txt. A failing member does not stop
 the others; the sweep exits non-zero at the end and lists the failures.
 Ctrl-C (or SIGTERM) asks running members to checkpoint and stop.
+
+`--launch=tpu` and `--launch=slurm` run nothing: they write scripts that run
+each unfinished member on several hosts with `--distributed` (see
+experiments/launch.py) into ROOT/launch/, write each member's
+sweep_member.json, and print how to start them. ROOT must then be an absolute
+path that every host sees (NFS, Filestore, a bucket mounted with gcsfuse).
 """
 
 import collections
@@ -56,6 +68,7 @@ from absl import flags
 from ml_collections import config_flags
 import ml_collections as mlc
 
+from experiments import launch
 from g2po_jax.train import config as config_lib
 
 _CONFIG = flags.DEFINE_string(
@@ -66,19 +79,43 @@ _SET = flags.DEFINE_multi_string(
     'set', [], 'KEY=VALUE config override given to every member (repeatable), e.g. '
     '--set=model.init_from=runs/sft/policy.')
 _ONLY = flags.DEFINE_string('only', None, 'Only members whose name matches this regex.')
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Members running at the same time (local).')
+_PARALLEL = flags.DEFINE_integer(
+    'parallel', 1, 'Members running at the same time (local; with --launch=slurm, when '
+    'given: array tasks running at once).')
 _LAUNCH = flags.DEFINE_enum(
-    'launch', 'local', ['local', 'print'],
-    'local: run the members here. print: print one launch command per unfinished '
-    'member (for a cluster or TPU scheduler) and run nothing.')
+    'launch', 'local', ['local', 'print', 'tpu', 'slurm'],
+    'local: run the members here. print: print one single-process command per unfinished '
+    'member and run nothing. tpu, slurm: write multi-host launch scripts into ROOT/launch/ '
+    'and run nothing.')
+_TPU = flags.DEFINE_string('tpu', None, '--launch=tpu: the Cloud TPU slice (TPU VM name).')
+_TPUS = flags.DEFINE_list(
+    'tpus', None, '--launch=tpu: several slices of one shape instead of --tpu; the members '
+    'are queued on them in turn.')
+_ZONE = flags.DEFINE_string('zone', None, '--launch=tpu: the zone of the slices.')
+_NODES = flags.DEFINE_integer('nodes', None, '--launch=slurm: nodes per member.', lower_bound=1)
+_GPUS_PER_NODE = flags.DEFINE_integer(
+    'gpus_per_node', None, '--launch=slurm: GPUs per node; one process per GPU.', lower_bound=1)
+_PARTITION = flags.DEFINE_string('partition', None, '--launch=slurm: sbatch --partition.')
+_TIME = flags.DEFINE_string(
+    'time', None, '--launch=slurm: time limit per array task (sbatch --time, e.g. 24:00:00); '
+    'a member still running then checkpoints and is requeued.')
+_GRACE = flags.DEFINE_integer(
+    'grace', 600, '--launch=slurm: seconds before the time limit at which the member is told '
+    'to checkpoint (at least one iteration and a save).', lower_bound=1)
+_REPO = flags.DEFINE_string(
+    'repo', None, '--launch=tpu/slurm: this repository on the hosts (default: this '
+    'checkout\'s path). On TPU workers a relative path starts at the home directory.')
+_PYTHON = flags.DEFINE_string(
+    'python', '.venv/bin/python', '--launch=tpu/slurm: the interpreter on the hosts, absolute '
+    'or relative to --repo.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List members, states and commands; run nothing.')
 _STATUS_EVERY = flags.DEFINE_integer(
     'status_every', 300, 'Seconds between progress summaries of running members (0: never).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-DONE = 'DONE'
+DONE = launch.DONE
 MEMBER_FILE = 'sweep_member.json'
-LOG_FILE = 'log.txt'
+LOG_FILE = launch.LOG_FILE
 _NAME_LIMIT = 120                     # longer names are cut and get a hash suffix
 _UNSAFE = re.compile(r'[^A-Za-z0-9._=,+-]')
 _TRAIN_PROGRESS = re.compile(r'iter (\d+)/(\d+)')
@@ -227,7 +264,7 @@ def _get(config: mlc.ConfigDict, key: str):
 
 
 def make_members(config: str, root: str, sweep: str = 'sweep', fixed: dict[str, str] | None = None,
-                 only: str | None = None) -> list[Member]:
+                 only: str | None = None, num_processes: int | None = None) -> list[Member]:
   """Resolves and validates every member of the sweep.
 
   Args:
@@ -236,6 +273,9 @@ def make_members(config: str, root: str, sweep: str = 'sweep', fixed: dict[str, 
     sweep: the sweep function's name.
     fixed: KEY=VALUE overrides (as text) for every member.
     only: a regex; members whose name does not match are left out.
+    num_processes: if known, the processes each member will run as, with one
+      device each: the batch sizes are checked against them as the trainer
+      checks them at start-up.
   Raises:
     SweepError: listing every member whose config is invalid, duplicate names,
       or a key both in a member and in `fixed`.
@@ -261,6 +301,8 @@ def make_members(config: str, root: str, sweep: str = 'sweep', fixed: dict[str, 
         if got != (tuple(value) if isinstance(value, list) else value):
           raise SweepError(f'{key}={value!r} reads back as {got!r} from the command line.')
       config_lib.validate(c)
+      if num_processes:
+        config_lib.validate_for_mesh(c, batch_shards=num_processes, num_processes=num_processes)
     except (SweepError, config_lib.ConfigError) as e:
       errors[str(e)].append(name)
       continue
@@ -280,44 +322,23 @@ def make_members(config: str, root: str, sweep: str = 'sweep', fixed: dict[str, 
 # ----------------------------------------------------------------------------
 
 
-def checkpoint_iterations(workdir: str) -> list[int]:
-  """Iterations (1-based) of the complete checkpoints in `workdir`, sorted.
-
-  Orbax names a finished step directory by the step alone (the trainer's
-  0-based iteration); one being written carries a temporary suffix.
-  """
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(n) + 1 for n in os.listdir(directory)
-                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
-
-
 def is_finished(member: Member) -> bool:
   """The member reached its last iteration (DONE file or final checkpoint)."""
-  done = os.path.join(member.workdir, DONE)
-  if os.path.isfile(done):
-    try:
-      with open(done) as f:
-        if json.load(f).get('num_iterations') == member.num_iterations:
-          return True
-    except (OSError, ValueError):
-      pass                        # an unreadable marker proves nothing
-  return member.num_iterations in checkpoint_iterations(member.workdir)
+  return launch.workdir_finished(member.workdir, member.num_iterations)
 
 
 def describe(member: Member) -> str:
   """'finished', 'new', or 'partial (checkpoint at iteration k of N)'."""
   if is_finished(member):
     return 'finished'
-  done = checkpoint_iterations(member.workdir)
+  done = launch.checkpoint_iterations(member.workdir)
   if done:
     return f'partial (checkpoint at iteration {done[-1]} of {member.num_iterations})'
   return 'started, no checkpoint' if os.path.isdir(member.workdir) else 'new'
 
 
 def _resume_point(member: Member) -> str:
-  done = checkpoint_iterations(member.workdir)
+  done = launch.checkpoint_iterations(member.workdir)
   return f'resuming after iteration {done[-1]}' if done else 'from scratch'
 
 
@@ -326,6 +347,13 @@ def _record(member: Member, config: str, fixed: dict[str, str]) -> dict:
   return {'name': member.name, 'overrides': member.overrides, 'fixed': fixed,
           'config_file': os.path.realpath(path), 'config_arg': arg,
           'num_iterations': member.num_iterations}
+
+
+def write_record(member: Member, config: str, fixed: dict[str, str], **extra: str) -> None:
+  """Writes ROOT/NAME/sweep_member.json: what was launched, and how (`extra`)."""
+  os.makedirs(member.workdir, exist_ok=True)
+  with open(os.path.join(member.workdir, MEMBER_FILE), 'w') as f:
+    json.dump({**_record(member, config, fixed), **extra}, f, indent=2)
 
 
 def check_workdirs(members: list[Member], config: str, fixed: dict[str, str]) -> None:
@@ -437,9 +465,7 @@ def run_local(members: list[Member], config: str, fixed: dict[str, str], paralle
             f'{len(queue)} queued')
 
   def start(m: Member) -> None:
-    os.makedirs(m.workdir, exist_ok=True)
-    with open(os.path.join(m.workdir, MEMBER_FILE), 'w') as f:
-      json.dump({**_record(m, config, fixed), 'command': shlex.join(m.command())}, f, indent=2)
+    write_record(m, config, fixed, command=shlex.join(m.command()))
     log = open(os.path.join(m.workdir, LOG_FILE), 'a')
     log.write(f'\n===== {datetime.datetime.now():%Y-%m-%d %H:%M:%S} '
               f'{shlex.join(m.command(python))}\n')
@@ -456,7 +482,7 @@ def run_local(members: list[Member], config: str, fixed: dict[str, str], paralle
     m, _, t0, log = running.pop(name)
     log.close()
     seconds = time.monotonic() - t0
-    finished = returncode == 0 and m.num_iterations in checkpoint_iterations(m.workdir)
+    finished = returncode == 0 and m.num_iterations in launch.checkpoint_iterations(m.workdir)
     if finished:
       with open(os.path.join(m.workdir, DONE), 'w') as f:
         json.dump({'num_iterations': m.num_iterations, 'seconds': round(seconds, 1),
@@ -507,6 +533,98 @@ def run_local(members: list[Member], config: str, fixed: dict[str, str], paralle
 
 
 # ----------------------------------------------------------------------------
+# Multi-host launch scripts
+# ----------------------------------------------------------------------------
+
+_MODE_FLAGS = {'tpu': ('tpu', 'tpus', 'zone'),
+               'slurm': ('nodes', 'gpus_per_node', 'partition', 'time', 'grace'),
+               'tpu or slurm': ('repo', 'python')}
+# The scripts name ROOT in places no shell parses (#SBATCH lines, comments).
+_SHARED_ROOT = re.compile(r'/[A-Za-z0-9_./=,+@-]*')
+_TPU_NAME = re.compile(r'[a-z]([-a-z0-9]*[a-z0-9])?')
+_SLURM_WORD = re.compile(r'[A-Za-z0-9_.,-]+')
+_SLURM_TIME = re.compile(r'\d+(-\d+)?(:\d+){0,2}')
+_THIS_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _check_launch_flags(mode: str, root: str) -> None:
+  """Raises SweepError for flags that --launch=MODE lacks or does not use."""
+  for owner, names in _MODE_FLAGS.items():
+    for name in names:
+      if flags.FLAGS[name].present and mode not in owner.split(' or '):
+        raise SweepError(f'--{name} is for --launch={owner}; got --launch={mode}.')
+  if mode not in ('tpu', 'slurm'):
+    return
+  if not _SHARED_ROOT.fullmatch(root):
+    raise SweepError(f'--launch={mode} wants --workdir as an absolute path that every host sees '
+                     f'at the same place (NFS, Filestore, a gcsfuse mount), made of letters, '
+                     f'digits and ./=,+@-_; got {root!r}.')
+  if mode == 'tpu':
+    if bool(_TPU.value) == bool(_TPUS.value):
+      raise SweepError('--launch=tpu wants the slice: --tpu=NAME, or --tpus=NAME1,NAME2,... '
+                       'to queue the members on several slices.')
+    for name in [_TPU.value] if _TPU.value else _TPUS.value:
+      if not _TPU_NAME.fullmatch(name):
+        raise SweepError(f'--tpu/--tpus want TPU VM names (lower-case letters, digits and -); '
+                         f'got {name!r}.')
+    if not _ZONE.value or not _TPU_NAME.fullmatch(_ZONE.value):
+      raise SweepError(f'--launch=tpu wants --zone=ZONE (e.g. us-central2-b); got '
+                       f'{_ZONE.value!r}.')
+  else:
+    if not _NODES.value or not _GPUS_PER_NODE.value:
+      raise SweepError('--launch=slurm wants --nodes=N and --gpus_per_node=G (each member runs '
+                       'as N x G processes, one per GPU).')
+    for flag, pattern, example in ((_PARTITION, _SLURM_WORD, 'gpu'),
+                                   (_TIME, _SLURM_TIME, '24:00:00 or 2-00:00:00')):
+      if flag.value is not None and not pattern.fullmatch(flag.value):
+        raise SweepError(f'--{flag.name} wants a value like {example}; got {flag.value!r}.')
+
+
+def write_launch(mode: str, todo: list[Member], root: str, config: str,
+                 fixed: dict[str, str]) -> list[str]:
+  """Writes the --launch=tpu|slurm scripts and each member's record; returns the paths."""
+  repo = _REPO.value or _THIS_REPO
+  if mode == 'tpu':
+    slices = [_TPU.value] if _TPU.value else _TPUS.value
+    scripts = launch.tpu_scripts(todo, root, slices, _ZONE.value, repo, _PYTHON.value)
+  else:
+    scripts = {launch.SLURM_SCRIPT: launch.slurm_script(
+        todo, root, _NODES.value, _GPUS_PER_NODE.value, os.path.abspath(repo), _PYTHON.value,
+        _PARTITION.value, _TIME.value, _GRACE.value,
+        _PARALLEL.value if _PARALLEL.present else None)}
+  paths = launch.write_scripts(root, scripts)
+  for m in todo:
+    script = (os.path.join(root, launch.LAUNCH_DIR, launch.tpu_member_path(m.name))
+              if mode == 'tpu' else paths[0])
+    write_record(m, config, fixed, launch=script,
+                 command=shlex.join(m.command(_PYTHON.value) + ['--distributed']))
+  return paths
+
+
+def _instructions(mode: str, paths: list[str], todo: list[Member], skipped: int,
+                  root: str) -> str:
+  """What to run next, printed after the scripts are written."""
+  left_out = f'; {skipped} finished member(s) left out' if skipped else ''
+  if mode == 'tpu':
+    queues = [p for p in paths if os.path.basename(p).startswith('tpu_')]
+    lines = [f'wrote {len(todo)} member script(s) ({root}/{launch.LAUNCH_DIR}/tpu/NAME.sh) and '
+             f'{len(queues)} queue(s){left_out}.',
+             'Start each queue where it can keep running for the whole sweep (it drives its '
+             'slice over ssh and relaunches preempted members):',
+             *(f'  nohup bash {q} > {q[:-3]}.log 2>&1 &' for q in queues)]
+  else:
+    n = _NODES.value * _GPUS_PER_NODE.value
+    lines = [f'wrote {paths[0]}: {len(todo)} member(s) as one array job, each on '
+             f'{_NODES.value} node(s) x {_GPUS_PER_NODE.value} GPU(s) ({n} processes){left_out}.',
+             'Submit it from a login node (squeue --me lists its tasks):',
+             f'  sbatch {paths[0]}']
+  lines += [f'Member NAME appends its output to {root}/NAME/log.txt. Watch the sweep in one '
+            'TensorBoard, where the workdir is mounted:',
+            f'  tensorboard --logdir {root}']
+  return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------
 
@@ -514,21 +632,33 @@ def run_local(members: list[Member], config: str, fixed: dict[str, str], paralle
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  mode = _LAUNCH.value
+  multi_host = mode in ('tpu', 'slurm')
+  root = os.path.normpath(_WORKDIR.value) if multi_host else _WORKDIR.value
+  _check_launch_flags(mode, root)
   fixed = _split_set(_SET.value)
-  members = make_members(_CONFIG.value, _WORKDIR.value, _SWEEP.value, fixed, _ONLY.value)
+  processes = _NODES.value * _GPUS_PER_NODE.value if mode == 'slurm' else None
+  members = make_members(_CONFIG.value, root, _SWEEP.value, fixed, _ONLY.value, processes)
   todo = [m for m in members if not is_finished(m)]
   if _DRY_RUN.value:
     for m in members:
       print(f'{m.name}: {describe(m)}\n  {shlex.join(m.command())}')
     print(f'{len(members)} members, {len(members) - len(todo)} finished, {len(todo)} to run.')
     return
-  if _LAUNCH.value == 'print':
+  if mode == 'print':
     for m in todo:
       print(shlex.join(m.command()))
     print(f'# {len(todo)} of {len(members)} members to run; {len(members) - len(todo)} '
           'finished (not printed).', file=sys.stderr)
     return
   check_workdirs(todo, _CONFIG.value, fixed)
+  if multi_host:
+    if not todo:
+      print(f'all {len(members)} members are finished; nothing to launch.')
+      return
+    paths = write_launch(mode, todo, root, _CONFIG.value, fixed)
+    print(_instructions(mode, paths, todo, len(members) - len(todo), root))
+    return
   for m in members:
     if m not in todo:
       _say(f'skip   {m.name}: finished')
