@@ -15,6 +15,7 @@ non-zero advantages in both iterations and the parameters really move
 gradient.
 """
 
+import collections
 import dataclasses
 import glob
 import logging as py_logging
@@ -32,6 +33,8 @@ import ml_collections as mlc
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboardX.proto import event_pb2
 
 from configs import household_small_g2po
 from g2po_jax import envs
@@ -332,6 +335,17 @@ def test_two_processes_stop_together_on_sigterm_and_resume_under_slurm(
   assert_states_close(read_state(workdir), read_state(reference_one_minibatch))
 
 
+def scalar_events(logdir: str) -> collections.Counter:
+  """(tag, step) -> how many scalar events of it the event files in logdir hold."""
+  counts = collections.Counter()
+  for path in glob.glob(os.path.join(logdir, '*tfevents*')):
+    for raw in event_file_loader.RawEventFileLoader(path).Load():
+      event = event_pb2.Event.FromString(raw)
+      for value in event.summary.value:
+        counts[value.tag, event.step] += 1
+  return counts
+
+
 # ------------------------------------------------------------ preemption
 
 @pytest.mark.slow
@@ -376,6 +390,11 @@ def test_kill_9_loses_only_the_iterations_since_the_last_checkpoint(reference, t
   assert not glob.glob(os.path.join(workdir, 'checkpoints', '*.orbax-checkpoint-tmp*'))
   assert_trees_equal(read_state(workdir), read_state(reference))
   assert read_scalars(workdir)['train/loss'][2] == read_scalars(reference)['train/loss'][2]
+  # Every iteration's scalars are on disk exactly once: those of iteration 1
+  # were written before its checkpoint, none of the killed iteration 2 remain.
+  events = scalar_events(workdir)
+  assert events == scalar_events(reference)
+  assert set(events.values()) == {1}
 
 
 # ------------------------------------------------------ damaged checkpoints
