@@ -1,8 +1,10 @@
-"""experiments/export.py: a training workdir -> a Hugging Face directory."""
+"""g2po_jax/export.py (experiments/export.py): a training workdir -> a Hugging Face directory."""
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 from flax import nnx
 import jax
@@ -11,7 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from experiments import export
+from g2po_jax import export
 from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
 from g2po_jax.train import checkpoint as ckpt_lib
@@ -57,7 +59,8 @@ def _assert_same_logits(model, directory):
 @pytest.mark.slow
 def test_export_of_a_training_run(trained, tmp_path):
   out = str(tmp_path / 'hf')
-  assert export.export(trained, out) == 0
+  subprocess.run([sys.executable, '-m', 'experiments.export', f'--workdir={trained}',
+                  f'--out={out}'], check=True, capture_output=True)
   assert sorted(os.listdir(out)) == ['config.json', 'generation_config.json',
                                      'model.safetensors', 'word_vocab.json']
   model, tokenizer, step = export.load_trained_policy(trained)
@@ -135,6 +138,16 @@ def test_export_keeps_the_qwen_tokenizer_and_its_chat_template(qwen_dir, tmp_pat
   shutil.rmtree(tmp_path / 'init')
   with pytest.raises(ValueError, match='started from model.init_from=.*not there any more'):
     export.load_trained_policy(str(tmp_path / 'warm'))
+
+
+@pytest.mark.slow
+def test_command_line_errors_are_one_line(tmp_path):
+  out = subprocess.run([sys.executable, '-m', 'experiments.export', f'--workdir={tmp_path}',
+                        f'--out={tmp_path / "out"}'], capture_output=True, text=True)
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1] == (
+      f"error: '{tmp_path}' has no config.json: it is not a training workdir "
+      f"(python -m experiments.train --workdir=...).")
 
 
 def test_clear_errors(tmp_path):
