@@ -49,6 +49,8 @@ from g2po_jax import tokenizers
 
 PROTOCOLS = ('line', 'think_action')
 OPEN_TAG, CLOSE_TAG = '<action>', '</action>'
+# How think_action shows an earlier step whose reply was a format error.
+_NO_ACTION = f'(none: the reply had no well-formed {OPEN_TAG} block)'
 
 
 class Parsed(NamedTuple):
@@ -86,7 +88,9 @@ class Protocol(abc.ABC):
       tokenizer: renders the chat template (think_action).
       task: the task description.
       history: the (observation, action) pairs of the earlier steps of the
-        episode, oldest first (all of them, or at least the last max_history).
+        episode, oldest first (all of them, or at least the last max_history);
+        the action as sent to the environment (`Parsed.env_action`: '' after
+        a format error, which think_action shows as such).
       observation: the current observation.
       admissible: the actions admissible now.
       step: steps taken so far in the episode (0 at the first prompt; at
@@ -188,7 +192,8 @@ class ThinkActionProtocol(Protocol):
                    f'observation(s), each with the action you then took:')
       first = step - len(shown) + 1
       for k, (obs, action) in enumerate(shown, first):
-        lines += [f'Observation {k}: {obs.strip()}', f'Action {k}: {action.strip()}']
+        lines += [f'Observation {k}: {obs.strip()}',
+                  f'Action {k}: {action.strip() or _NO_ACTION}']
     lines.append(f'You are now at step {step + 1} and '
                  + w.observation.format(observation=observation.strip()))
     lines.append('The admissible actions now, one per line:')

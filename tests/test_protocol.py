@@ -124,6 +124,10 @@ def test_think_action_message_layout(chat):
                 step=3, max_history=2)
     text = p.message(**{**args, **kw})
     assert 'Observation 1' not in text and 'Before this step' not in text
+  # A step whose reply was a format error ('' sent to the environment).
+  text = p.message(task=TASK, history=[('o', '')], observation='o', admissible=[], step=1,
+                   max_history=2)
+  assert 'Action 1: (none: the reply had no well-formed <action> block)' in text
   # The whole prompt is the user message under the chat template.
   assert _prompt(p, chat) == f'[user]{message}[/user][assistant]'
 
