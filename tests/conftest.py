@@ -1,7 +1,9 @@
-"""Shared pytest setup: markers and a JAX configuration for every test."""
+"""Shared pytest setup: markers, a JAX configuration for every test, fixtures."""
 
 import os
 import tempfile
+
+import pytest
 
 # Tests run on CPU. Set before JAX initializes its backend (conftest is
 # imported first).
@@ -16,3 +18,10 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 def pytest_configure(config):
   config.addinivalue_line('markers', 'slow: takes more than a few seconds; deselect with -m "not slow"')
+
+
+@pytest.fixture(name='qwen_dir', scope='session')
+def _qwen_dir(tmp_path_factory):
+  """The Qwen2.5 tokenizer directory, built once per test process."""
+  from g2po_jax import qwen_tokenizer  # pylint: disable=g-import-not-at-top
+  return qwen_tokenizer.qwen2_5_dir(str(tmp_path_factory.mktemp('cache')))

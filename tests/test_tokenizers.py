@@ -1,5 +1,6 @@
 """Tests of the word and Hugging Face tokenizers and the prompt format."""
 
+import json
 import subprocess
 import sys
 
@@ -192,3 +193,70 @@ def test_an_action_is_one_line(word, tmp_path):
     assert tok.eos_id in tok.stop_ids
     assert tok.action_text(tok.encode(' go to cabinet 3\nlook around')) == 'go to cabinet 3'
     assert not {i for i in tok.encode('go to cabinet 3') if i in tok.stop_ids}
+
+
+TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+            "{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+MESSAGES = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'go to cabinet 3'}]
+
+
+def _write_config(path, **entries):
+  config = {'eos_token': '<|im_end|>', 'pad_token': '<|endoftext|>', 'model_max_length': 7}
+  (path / 'tokenizer_config.json').write_text(json.dumps({**config, **entries}))
+
+
+def test_hf_tokenizer_reads_its_chat_template(tmp_path):
+  _bpe(tmp_path)
+  assert tokenizers.load_tokenizer(str(tmp_path)).chat_template is None
+  _write_config(tmp_path, chat_template=TEMPLATE, bos_token={'content': '<|endoftext|>'})
+  tok = tokenizers.load_tokenizer(str(tmp_path))
+  assert tok.chat_template == TEMPLATE
+  assert tok.apply_chat_template(MESSAGES) == (
+      '<|endoftext|>system: Be brief.<|im_end|>\nuser: go to cabinet 3<|im_end|>\nassistant:')
+  assert tok.apply_chat_template(MESSAGES, add_generation_prompt=False).endswith('<|im_end|>\n')
+  # Several named templates (transformers' list form): the default one.
+  _write_config(tmp_path, chat_template=[{'name': 'tool_use', 'template': 'T'},
+                                         {'name': 'default', 'template': 'D'}])
+  assert tokenizers.load_tokenizer(str(tmp_path)).apply_chat_template(MESSAGES) == 'D'
+  # chat_template.json, then chat_template.jinja, override the config (as in transformers).
+  (tmp_path / 'chat_template.json').write_text(json.dumps({'chat_template': 'J'}))
+  assert tokenizers.load_tokenizer(str(tmp_path)).chat_template == 'J'
+  (tmp_path / 'chat_template.jinja').write_text('{{ messages | length }}')
+  assert tokenizers.load_tokenizer(str(tmp_path)).apply_chat_template(MESSAGES) == '2'
+
+
+def test_hf_tokenizer_bad_chat_templates(tmp_path):
+  _bpe(tmp_path)
+  _write_config(tmp_path, chat_template=[{'name': 'tool_use', 'template': 'T'}])
+  with pytest.raises(ValueError, match=r"templates \['tool_use'\] but none named \"default\""):
+    tokenizers.load_tokenizer(str(tmp_path))
+  _write_config(tmp_path, chat_template={'default': 'D'})
+  with pytest.raises(ValueError, match='neither a string nor a list'):
+    tokenizers.load_tokenizer(str(tmp_path))
+
+
+def test_hf_tokenizer_saves_its_chat_template_and_config(tmp_path):
+  _bpe(tmp_path)
+  _write_config(tmp_path, bos_token='<|endoftext|>')
+  (tmp_path / 'chat_template.jinja').write_text(TEMPLATE)
+  tok = tokenizers.load_tokenizer(str(tmp_path))
+  out = tmp_path / 'saved'
+  out.mkdir()
+  (out / 'chat_template.jinja').write_text('stale')
+  tok.save(str(out))
+  assert not (out / 'chat_template.jinja').exists()
+  config = json.loads((out / 'tokenizer_config.json').read_text())
+  assert config['chat_template'] == TEMPLATE and config['model_max_length'] == 7
+  again = tokenizers.load_tokenizer(str(out))
+  assert again.chat_template == TEMPLATE
+  assert again.apply_chat_template(MESSAGES) == tok.apply_chat_template(MESSAGES)
+  # Saving a tokenizer without a template leaves none behind.
+  bare = tokenizers.HFTokenizer(tok.tokenizer, eos_token='<|im_end|>')
+  bare.save(str(out))
+  assert tokenizers.load_tokenizer(str(out)).chat_template is None
+
+
+def test_word_tokenizer_has_no_chat_template(word):
+  assert word.chat_template is None
+  with pytest.raises(ValueError, match='WordTokenizer has no chat template'):
+    word.apply_chat_template(MESSAGES)
