@@ -53,6 +53,11 @@ def base_config() -> mlc.ConfigDict:
   c.rollout.temperature = 1.0                   # [1.0]
   c.rollout.top_p = 1.0
   c.rollout.top_k = 0
+  # 'line': one-line actions after a plain prompt (the CPU demo). 'think_action':
+  # the papers' recipe, a chat-template user message per step and a reply
+  # <think>...</think><action>...</action>, stopped right after </action>.
+  c.rollout.protocol = 'line'
+  c.rollout.system_prompt = config_dict.placeholder(str)   # think_action only
 
   c.credit = mlc.ConfigDict()
   c.credit.name = 'g2po'     # grpo | rloo | gigpo | g2po | graphgpo | hgpo | gagpo | ppo
@@ -68,6 +73,10 @@ def base_config() -> mlc.ConfigDict:
   # A policy directory written by experiments/sft.py or a Hugging Face Qwen2
   # directory; None trains from scratch with a word tokenizer of the env.
   c.model.init_from = config_dict.placeholder(str)
+  # The tokenizer of a fresh model (init_from unset): '' builds a word
+  # tokenizer of the env's vocabulary; 'qwen2.5' the real Qwen2.5 tokenizer
+  # (built offline, cached); or a directory holding a tokenizer.
+  c.model.tokenizer = ''
 
   c.optim = mlc.ConfigDict()
   c.optim.lr = 1e-6                             # [1e-6]

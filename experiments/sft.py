@@ -26,13 +26,16 @@ import numpy as np
 import optax
 
 from g2po_jax import envs
+from g2po_jax import protocol as protocol_lib
 from g2po_jax import sampling
+from g2po_jax import stopping
 from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
 from g2po_jax.train import batch as batch_lib
 from g2po_jax.train import checkpoint as ckpt_lib
 from g2po_jax.train import config as config_lib
 from g2po_jax.train import evaluate as evaluate_lib
+from g2po_jax.train import loop
 from g2po_jax.train import metrics as metrics_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
@@ -41,20 +44,22 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the policy and logs go.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def demonstrations(env: envs.BatchEnv, tokenizer: tokenizers.Tokenizer, seeds, *, noise: float,
-                   max_steps: int, history: int, prompt_len: int, rng: np.random.Generator):
+def demonstrations(env: envs.BatchEnv, tokenizer: tokenizers.Tokenizer,
+                   protocol: protocol_lib.Protocol, seeds, *, noise: float, max_steps: int,
+                   history: int, prompt_len: int, rng: np.random.Generator):
   """(prompt ids [S, P], lengths [S], label ids [S, N], label mask [S, N]) of noisy play."""
   steps = env.reset(seeds)
   pairs = [[] for _ in seeds]
   prompts, labels = [], []
-  for _ in range(max_steps):
+  for t in range(max_steps):
     oracle = env.oracle_actions()
     actions = [None] * len(seeds)
     for i, (s, best) in enumerate(zip(steps, oracle)):
       if s.done or best is None:
         continue
-      prompts.append(tokenizers.format_prompt(s.task, pairs[i], s.observation, s.admissible,
-                                              max_history=history))
+      prompts.append(protocol.prompt(tokenizer, task=s.task, history=pairs[i],
+                                     observation=s.observation, admissible=s.admissible,
+                                     step=t, max_history=history))
       labels.append(best)
       actions[i] = best if rng.random() >= noise else str(rng.choice(s.admissible))
       pairs[i].append((s.observation, actions[i]))
@@ -87,8 +92,12 @@ def main(argv):
     logging.info('%s already holds a warm-start policy; nothing to do.',
                  os.path.join(workdir, 'policy'))
     return
+  if c.rollout.protocol != 'line':
+    sys.exit(f'config error: experiments.sft writes line-protocol demonstrations; got '
+             f'rollout.protocol={c.rollout.protocol!r}.')
   env = envs.make(c.env.name, **c.env.kwargs)
   tokenizer = tokenizers.WordTokenizer.from_vocabulary(env.vocabulary())
+  protocol = loop.make_protocol(c, tokenizer)
   config = qwen2.make_config(c.model.preset, vocab_size=tokenizer.vocab_size,
                              dtype=c.model.dtype, param_dtype=c.model.param_dtype)
   model = qwen2.init_model(config, seed=c.seed)
@@ -98,7 +107,7 @@ def main(argv):
   rng = np.random.default_rng(c.seed)
   seeds = envs.split_seeds('train', c.sft.demo_tasks, start=500_000_000)  # not RL's first tasks
   ids, lengths, label_ids, label_mask = demonstrations(
-      env, tokenizer, seeds, noise=c.sft.noise, max_steps=c.env.max_steps,
+      env, tokenizer, protocol, seeds, noise=c.sft.noise, max_steps=c.env.max_steps,
       history=c.rollout.history, prompt_len=c.rollout.prompt_len, rng=rng)
   rows = batch_lib.sample_rows(ids, lengths, label_ids, label_mask, batch_lib.prompt_width(
       int(lengths.max(initial=1)), c.rollout.prompt_len))
@@ -123,7 +132,7 @@ def main(argv):
 
   sampler = sampling.Sampler(graphdef, sampling.SamplingConfig(
       max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
-      stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id))
+      stop_ids=stopping.for_protocol(tokenizer, protocol)[0], pad_id=tokenizer.pad_id))
   writer = metrics_lib.Writer(os.path.join(workdir, 'sft'))
   success = 0.0
   for update in range(1, c.sft.max_updates + 1):
@@ -132,7 +141,7 @@ def main(argv):
                                        {k: v[pick] for k, v in rows.items() if k != 'value_pos'})
     if update % c.sft.eval_every == 0:
       # The RL rollout temperature, not greedy: the regime RL starts from.
-      values = evaluate_lib.evaluate(c, env, sampler, params, tokenizer, update)
+      values = evaluate_lib.evaluate(c, env, sampler, params, tokenizer, protocol, update)
       success = values['eval/success']
       writer.scalars(update, {'sft/loss': float(loss), 'sft/success': success})
       logging.info('sft update %d | loss %.3f | success %.2f (target %.2f)', update,

@@ -21,7 +21,26 @@ import json
 
 import numpy as np
 
+from g2po_jax import protocol as protocol_lib
 from g2po_jax import tokenizers
+
+
+def for_protocol(tokenizer: tokenizers.Tokenizer, protocol: protocol_lib.Protocol
+                 ) -> tuple[tuple[int, ...], np.ndarray | None]:
+  """(stop ids, stop-string table or None) that end a response of `protocol`.
+
+  The line protocol stops at eos and at every token holding a newline; the
+  others at eos or pad (Qwen2.5 ends a turn with <|im_end|> or
+  <|endoftext|>) and right after their stop strings.
+  """
+  if protocol.stop_at_newline:
+    ids = tokenizer.stop_ids
+  else:
+    ids = tuple(sorted({tokenizer.eos_id, tokenizer.pad_id}))
+  table = None
+  if protocol.stop_strings:
+    table = stop_table(token_bytes(tokenizer), protocol.stop_strings)
+  return ids, table
 
 
 def _byte_decoder() -> dict[str, int]:

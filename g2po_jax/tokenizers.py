@@ -107,7 +107,7 @@ class Tokenizer(abc.ABC):
   @property
   def stop_ids(self) -> tuple[int, ...]:
     """Ids that end an action: eos, and every token whose text holds a newline
-    (an action is one line; `action_text` cuts at the newline)."""
+    (the line protocol's action is one line)."""
     return (self.eos_id,)
 
   @abc.abstractmethod
@@ -122,9 +122,9 @@ class Tokenizer(abc.ABC):
   def save(self, directory: str) -> None:
     """Writes the tokenizer so that `load_tokenizer(directory)` restores it."""
 
-  def action_text(self, ids: Iterable[int]) -> str:
-    """The action a response writes: its decoded first line, stripped."""
-    return self.decode(ids).split('\n', 1)[0].strip()
+  def decode_many(self, rows: Sequence[Iterable[int]]) -> list[str]:
+    """`decode` of each row of ids."""
+    return [self.decode(r) for r in rows]
 
   @property
   def chat_template(self) -> str | None:
@@ -446,6 +446,10 @@ class HFTokenizer(Tokenizer):
 
   def decode(self, ids: Iterable[int]) -> str:
     return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+  def decode_many(self, rows: Sequence[Iterable[int]]) -> list[str]:
+    return self.tokenizer.decode_batch([[int(i) for i in r] for r in rows],
+                                       skip_special_tokens=True)
 
 
 def load_tokenizer(directory: str) -> Tokenizer:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tokenizers as hf_tokenizers
 
+from g2po_jax import protocol
 from g2po_jax import tokenizers
 from g2po_jax.envs import split_words
 
@@ -191,7 +192,10 @@ def test_an_action_is_one_line(word, tmp_path):
     newline = [i for i in tok.encode('go to cabinet 3\nlook') if '\n' in tok.decode([i])]
     assert newline and set(newline) <= set(tok.stop_ids)
     assert tok.eos_id in tok.stop_ids
-    assert tok.action_text(tok.encode(' go to cabinet 3\nlook around')) == 'go to cabinet 3'
+    line = protocol.make_protocol('line', 'household')
+    text = tok.decode(tok.encode(' go to cabinet 3\nlook around'))
+    assert line.parse(text).action == 'go to cabinet 3'
+    assert tok.decode_many([tok.encode('go to'), tok.encode('cabinet 3')]) == ['go to', 'cabinet 3']
     assert not {i for i in tok.encode('go to cabinet 3') if i in tok.stop_ids}
 
 

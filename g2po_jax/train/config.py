@@ -11,6 +11,7 @@ import ml_collections as mlc
 
 from g2po_jax import credit
 from g2po_jax import envs
+from g2po_jax import protocol
 
 ESTIMATORS = tuple(credit.ESTIMATORS) + ('ppo',)
 # Options of PPO-with-critic's GAE, read from the same credit keys.
@@ -94,6 +95,15 @@ def validate(c: mlc.ConfigDict) -> None:
   if c.rollout.prompt_len < 16:
     raise ConfigError(f'rollout.prompt_len must be at least 16 tokens; got '
                       f'{c.rollout.prompt_len}.')
+  if c.rollout.protocol not in protocol.PROTOCOLS:
+    raise ConfigError(f'rollout.protocol must be one of {", ".join(protocol.PROTOCOLS)}; '
+                      f'got {c.rollout.protocol!r}.')
+  if c.rollout.system_prompt and c.rollout.protocol != 'think_action':
+    raise ConfigError('rollout.system_prompt applies to rollout.protocol=think_action only '
+                      f'(got protocol {c.rollout.protocol!r}).')
+  if c.model.init_from and c.model.tokenizer:
+    raise ConfigError(f'model.tokenizer ({c.model.tokenizer!r}) is for fresh models; a model '
+                      f'loaded from model.init_from uses the tokenizer saved with it.')
   _number(c, 'rollout.temperature', 0.0, 10.0)
   _number(c, 'rollout.top_p', 0.0, 1.0, lo_open=True)
   _number(c, 'eval.temperature', 0.0, 10.0)

@@ -28,7 +28,9 @@ import optax
 from g2po_jax import distributed
 from g2po_jax import envs
 from g2po_jax import graph as graph_lib
+from g2po_jax import protocol as protocol_lib
 from g2po_jax import sampling
+from g2po_jax import stopping
 from g2po_jax import viz
 from g2po_jax.models import sharding
 from g2po_jax.train import batch as batch_lib
@@ -103,6 +105,7 @@ class Run:
   mesh: jax.sharding.Mesh
   env: envs.BatchEnv
   policy: policy_lib.Policy          # graphdef and tokenizer (the state owns params)
+  protocol: protocol_lib.Protocol
   state: step_lib.TrainState
   schedule: optax.Schedule
   sampler: sampling.Sampler
@@ -172,9 +175,11 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
   if start == 0 and jax.process_index() == 0:
     policy.tokenizer.save(os.path.join(workdir, 'tokenizer'))
 
+  protocol = make_protocol(c, policy.tokenizer)
+  stop_ids, stop_table = stopping.for_protocol(policy.tokenizer, protocol)
   sample_config = sampling.SamplingConfig(
       max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
-      top_k=c.rollout.top_k, top_p=c.rollout.top_p, stop_ids=policy.tokenizer.stop_ids,
+      top_k=c.rollout.top_k, top_p=c.rollout.top_p, stop_ids=stop_ids,
       pad_id=policy.tokenizer.pad_id)
   eval_config = dataclasses.replace(sample_config, temperature=c.eval.temperature)
   # Explicit shardings: the state keeps its layout, metrics come back replicated.
@@ -191,12 +196,25 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
   # Events past the checkpoint are logged again by the iterations that redo
   # them (all of them when there is no checkpoint: the baseline eval too).
   writer = metrics_lib.Writer(workdir, purge_after=start if start else -1)
-  return Run(c=c, workdir=workdir, mesh=mesh, env=env, policy=policy, state=state,
-             schedule=schedule,
-             sampler=sampling.Sampler(policy.graphdef, sample_config, mesh=mesh),
-             eval_sampler=sampling.Sampler(policy.graphdef, eval_config, mesh=mesh),
+  return Run(c=c, workdir=workdir, mesh=mesh, env=env, policy=policy, protocol=protocol,
+             state=state, schedule=schedule,
+             sampler=sampling.Sampler(policy.graphdef, sample_config, mesh=mesh,
+                                      stop_table=stop_table),
+             eval_sampler=sampling.Sampler(policy.graphdef, eval_config, mesh=mesh,
+                                           stop_table=stop_table),
              train_step=train_step, advantage_fn=advantage_fn, values_fn=values_fn,
              ckpt=ckpt, writer=writer, preemption=preemption, start=start)
+
+
+def make_protocol(c: mlc.ConfigDict, tokenizer) -> protocol_lib.Protocol:
+  """The config's prompt protocol; think_action needs a chat template."""
+  if c.rollout.protocol == 'think_action' and tokenizer.chat_template is None:
+    raise config_lib.ConfigError(
+        'rollout.protocol=think_action renders prompts with a chat template, and this '
+        "policy's tokenizer has none: use model.tokenizer=qwen2.5 (or a tokenizer directory "
+        'whose tokenizer_config.json has a chat_template), or rollout.protocol=line.')
+  return protocol_lib.make_protocol(c.rollout.protocol, c.env.name,
+                                    system_prompt=c.rollout.system_prompt)
 
 
 def critic_values(run: Run, mbs: list[step_lib.Minibatch], where: list[np.ndarray],
@@ -220,7 +238,7 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   # ------------------------------------------------------------ rollouts (host)
   seeds, row_offset = evaluate_lib.process_share(task_seeds(c, it), c.rollout.group_size)
   r = rollout.collect(run.env, seeds, functools.partial(run.sampler, run.state.params),
-                      run.policy.tokenizer, jax.random.fold_in(jax.random.key(c.seed), it),
+                      run.policy.tokenizer, run.protocol, jax.random.fold_in(jax.random.key(c.seed), it),
                       row_offset=row_offset, **config_lib.rollout_options(c))
   t_rollout = time.perf_counter() - t_iter
 
@@ -314,7 +332,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     if run.start == 0 and c.eval.every:
       # The starting point (the warm start), so a curve shows what RL added.
       baseline = evaluate_lib.evaluate(c, run.env, run.eval_sampler, run.state.params,
-                                       run.policy.tokenizer, 0)
+                                       run.policy.tokenizer, run.protocol, 0)
       run.writer.scalars(0, baseline)
       logging.info('before training: eval success %.2f on %d unseen tasks',
                    baseline['eval/success'], c.eval.num_tasks)
@@ -324,7 +342,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
       if c.eval.every and ((it + 1) % c.eval.every == 0 or last):
         t0 = time.perf_counter()
         values.update(evaluate_lib.evaluate(c, run.env, run.eval_sampler, run.state.params,
-                                            run.policy.tokenizer, it + 1))
+                                            run.policy.tokenizer, run.protocol, it + 1))
         values['time/eval'] = time.perf_counter() - t0
       if (it + 1) % c.log_every == 0 or last:
         run.writer.scalars(it + 1, values)

@@ -10,6 +10,7 @@ from g2po_jax import envs
 from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
 from g2po_jax.train import checkpoint as ckpt_lib
+from g2po_jax.train import config as config_lib
 
 
 @dataclasses.dataclass
@@ -23,16 +24,24 @@ class Policy:
 def init_policy(c: mlc.ConfigDict, env: envs.BatchEnv, mesh: jax.sharding.Mesh) -> Policy:
   """The policy to train: loaded from `model.init_from`, or fresh.
 
-  A fresh policy gets a word tokenizer over the environment's vocabulary and
-  the `model.preset` shape.
+  A fresh policy has the `model.preset` shape and the `model.tokenizer`
+  tokenizer (default: a word tokenizer over the environment's vocabulary);
+  a preset's own vocabulary size (Qwen2.5's padded 151,936) is kept when the
+  tokenizer fits in it.
   """
   overrides = dict(dtype=c.model.dtype, param_dtype=c.model.param_dtype, remat=c.model.remat,
                    value_head=c.credit.name == 'ppo')
   if c.model.init_from:
     model, tokenizer = ckpt_lib.load_policy(c.model.init_from, mesh=mesh, **overrides)
   else:
-    tokenizer = tokenizers.WordTokenizer.from_vocabulary(env.vocabulary())
-    config = qwen2.make_config(c.model.preset, vocab_size=tokenizer.vocab_size, **overrides)
+    try:
+      tokenizer = tokenizers.make_tokenizer(c.model.tokenizer, env)
+    except ValueError as e:
+      raise config_lib.ConfigError(f'model.tokenizer: {e}') from None
+    vocab = qwen2.PRESETS[c.model.preset].get('vocab_size', 0)
+    if vocab < tokenizer.vocab_size:
+      vocab = tokenizer.vocab_size
+    config = qwen2.make_config(c.model.preset, vocab_size=vocab, **overrides)
     model = qwen2.init_model(config, seed=c.seed, mesh=mesh)
   graphdef, params = nnx.split(model)
   return Policy(graphdef, params, tokenizer, model.config)

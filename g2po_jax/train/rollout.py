@@ -17,6 +17,7 @@ import numpy as np
 from g2po_jax import distributed
 from g2po_jax import envs
 from g2po_jax import graph as graph_lib
+from g2po_jax import protocol as protocol_lib
 from g2po_jax import sampling
 from g2po_jax import tokenizers
 
@@ -36,7 +37,8 @@ class Rollouts:
   task_types: list[str]      # [B]
   reward: np.ndarray         # [B, T] float32, a win scaled to success_reward
   env_reward: np.ndarray     # [B, T] float32, the environment's own reward (a win is 1)
-  valid: np.ndarray          # [B, T] bool
+  valid: np.ndarray          # [B, T] bool, a well-formed, admissible action
+  format_error: np.ndarray   # [B, T] bool, the response broke the protocol's format
   mask: np.ndarray           # [B, T] bool, a prefix per row
   state_key: np.ndarray      # [B, T] uint64 key of the state acted in
   next_key: np.ndarray       # [B, T] uint64 key of the state reached
@@ -61,8 +63,8 @@ class Rollouts:
 
 
 def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
-            tokenizer: tokenizers.Tokenizer, rng: jax.Array, *, max_steps: int,
-            history: int, prompt_len: int, success_reward: float,
+            tokenizer: tokenizers.Tokenizer, protocol: protocol_lib.Protocol, rng: jax.Array, *,
+            max_steps: int, history: int, prompt_len: int, success_reward: float,
             row_offset: int = 0) -> Rollouts:
   """Runs one episode per seed (repeat a seed to get a group of attempts).
 
@@ -76,11 +78,15 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
     env: the batched environment (reset here).
     seeds: [B] task seeds.
     sample_fn: draws one response per prompt (see SampleFn).
-    tokenizer: encodes prompts, decodes responses into action text.
+    tokenizer: encodes prompts, decodes responses.
+    protocol: writes the prompts and parses the responses into actions; a
+      response that breaks its format is sent as '' (inadmissible) and
+      counted in `format_error`.
     rng: a PRNG key; step t samples with fold_in(rng, t).
     max_steps: T, the episode limit (truncation counts as failure).
     history: (observation, action) pairs shown in each prompt.
-    prompt_len: prompts are cut from the left to this many tokens.
+    prompt_len: a prompt longer than this many tokens shows fewer history
+      steps, and is then cut from the left.
     success_reward: the reward a win (env reward 1.0) is scaled to.
     row_offset: global index of this process's first trajectory.
   Returns:
@@ -93,34 +99,39 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   sample_seconds = 0.0
   env_reward = np.zeros((b, max_steps), np.float32)
   valid = np.zeros((b, max_steps), bool)
+  format_error = np.zeros((b, max_steps), bool)
   mask = np.zeros((b, max_steps), bool)
   won = np.zeros(b, bool)
   pairs = [[] for _ in range(b)]            # (observation, action) per trajectory
   keys = [[] for _ in range(b)]             # state-key texts, then the final one
-  samples = []                              # (b, t, prompt, response tokens, logp)
+  samples = []                              # (b, t, prompt, response tokens, logp, stopped)
   active = [not s.done for s in steps]
   for t in range(max_steps):
     live = [i for i in range(b) if active[i]]
     if distributed.agree_max([len(live)])[0] == 0:
       break
-    prompts = [tokenizers.format_prompt(steps[i].task, pairs[i], steps[i].observation,
-                                        steps[i].admissible, max_history=history)
-               for i in live]
-    ids, lengths = tokenizer.encode_batch(prompts, prompt_len)
+    render = lambda i, shown: protocol.prompt(
+        tokenizer, task=steps[i].task, history=pairs[i], observation=steps[i].observation,
+        admissible=steps[i].admissible, step=t, max_history=shown)
+    ids, lengths = encode_prompts(tokenizer, render, live, history, prompt_len)
     t0 = time.perf_counter()
     out = sample_fn(ids, lengths, jax.random.fold_in(rng, t),
                     row_offset + np.asarray(live, np.int64))
     sample_seconds += time.perf_counter() - t0
     actions = [None] * b
+    texts = tokenizer.decode_many([out.tokens[j][out.mask[j]] for j in range(len(live))])
     for j, i in enumerate(live):
-      actions[i] = tokenizer.action_text(out.tokens[j][out.mask[j]])
+      parsed = protocol.parse(texts[j])
+      actions[i] = parsed.env_action
+      format_error[i, t] = parsed.format_error
     t0 = time.perf_counter()
     results = env.step(actions)
     env_seconds += time.perf_counter() - t0
     for j, i in enumerate(live):
       res = results[i]
       env_reward[i, t] = res.reward
-      valid[i, t], mask[i, t] = res.valid, True
+      valid[i, t] = res.valid and not format_error[i, t]
+      mask[i, t] = True
       won[i] |= res.won
       keys[i].append(steps[i].state_key)
       pairs[i].append((steps[i].observation, actions[i]))
@@ -131,12 +142,38 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   for i in range(b):
     keys[i].append(steps[i].state_key)      # the state the last action reached
   return _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
-                   env_reward, success_reward, valid, mask, won, keys, samples,
+                   env_reward, success_reward, valid, format_error, mask, won, keys, samples,
                    prompt_len, sample_seconds, env_seconds)
 
 
-def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, keys,
-              samples, prompt_len, sample_seconds, env_seconds) -> Rollouts:
+def encode_prompts(tokenizer: tokenizers.Tokenizer, render: Callable[[int, int], str],
+                   rows: Sequence[int], history: int, prompt_len: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """Encodes render(row, history) for each row into [len(rows), prompt_len].
+
+  A prompt over `prompt_len` tokens is rendered again with fewer history
+  steps (the oldest go first) before anything is cut: cutting from the left
+  would drop the task and, with a chat template, the system header. One
+  that is too long even without history loses its first tokens.
+  """
+  texts = [render(i, history) for i in rows]
+  encoded = tokenizer.encode_many(texts)
+  for j, i in enumerate(rows):
+    shown = history
+    while len(encoded[j]) > prompt_len and shown > 0:
+      shown -= 1
+      encoded[j] = tokenizer.encode(render(i, shown))
+  ids = np.full((len(rows), prompt_len), tokenizer.pad_id, np.int32)
+  lengths = np.zeros(len(rows), np.int32)
+  for j, seq in enumerate(encoded):
+    seq = seq[-prompt_len:]
+    ids[j, :len(seq)] = seq
+    lengths[j] = len(seq)
+  return ids, lengths
+
+
+def _assemble(seeds, task_types, env_reward, success_reward, valid, format_error, mask, won,
+              keys, samples, prompt_len, sample_seconds, env_seconds) -> Rollouts:
   b, t = mask.shape
   # Hash every key text once, vectorized: [B, T + 1] with padding ''.
   texts = np.full((b, t + 1), '', dtype=object)
@@ -161,7 +198,7 @@ def _assemble(seeds, task_types, env_reward, success_reward, valid, mask, won, k
     sample_index[r] = i * t + step
   return Rollouts(
       seeds=seeds, task_types=task_types, reward=success_reward * env_reward,
-      env_reward=env_reward, valid=valid, mask=mask,
+      env_reward=env_reward, valid=valid, format_error=format_error, mask=mask,
       state_key=np.where(mask, hashed[:, :-1], 0).astype(np.uint64),
       next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64),
       won=won, prompt_ids=prompt_ids, prompt_lengths=prompt_lengths,
