@@ -326,7 +326,8 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     The last iteration's metrics.
   """
   run = setup(c, workdir)
-  progress = metrics_lib.Progress(c.num_iterations, run.start)
+  progress = metrics_lib.Progress(c.num_iterations, run.start,
+                                  show_format=c.rollout.protocol != 'line')
   values = {}
   try:
     if run.start == 0 and c.eval.every:

@@ -119,8 +119,10 @@ def purge_events(logdir: str, last_step: int) -> int:
 class Progress:
   """One console line per iteration: success, throughput and ETA."""
 
-  def __init__(self, total: int, start: int):
-    self.total, self.start = total, start
+  def __init__(self, total: int, start: int, show_format: bool = False):
+    """show_format: add the format-error rate and the mean response length
+    (protocols whose responses can break their format)."""
+    self.total, self.start, self.show_format = total, start, show_format
     self.t0 = time.perf_counter()
 
   def line(self, iteration: int, values: dict[str, float]) -> str:
@@ -129,9 +131,12 @@ class Progress:
     eta = elapsed / max(done, 1) * (self.total - iteration - 1)
     text = (f'iter {iteration + 1}/{self.total} | success {values["rollout/success"]:.2f} '
             f'| len {values["rollout/episode_length"]:.1f} '
-            f'| invalid {values["rollout/invalid_rate"]:.2f} '
-            f'| {values["throughput/env_steps_per_s"]:.0f} steps/s '
-            f'| {values["time/iteration"]:.1f} s/iter | ETA {_clock(eta)}')
+            f'| invalid {values["rollout/invalid_rate"]:.2f} ')
+    if self.show_format:
+      text += (f'| format {values["rollout/format_error_rate"]:.2f} '
+               f'| resp {values["rollout/response_length"]:.0f} tok ')
+    text += (f'| {values["throughput/env_steps_per_s"]:.0f} steps/s '
+             f'| {values["time/iteration"]:.1f} s/iter | ETA {_clock(eta)}')
     if 'eval/success' in values:
       text += f' | eval {values["eval/success"]:.2f}'
     return text
