@@ -58,6 +58,9 @@ def base_config() -> mlc.ConfigDict:
   # <think>...</think><action>...</action>, stopped right after </action>.
   c.rollout.protocol = 'line'
   c.rollout.system_prompt = config_dict.placeholder(str)   # think_action only
+  # Rows of a sampler call with the very same prompt are prefilled once (the
+  # same tokens are drawn either way).
+  c.rollout.share_prompts = True
 
   c.credit = mlc.ConfigDict()
   c.credit.name = 'g2po'     # grpo | rloo | gigpo | g2po | graphgpo | hgpo | gagpo | ppo
@@ -77,6 +80,7 @@ def base_config() -> mlc.ConfigDict:
   # tokenizer of the env's vocabulary; 'qwen2.5' the real Qwen2.5 tokenizer
   # (built offline, cached); or a directory holding a tokenizer.
   c.model.tokenizer = ''
+  c.model.num_layers = config_dict.placeholder(int)   # a fresh model's depth (None: the preset's)
 
   c.optim = mlc.ConfigDict()
   c.optim.lr = 1e-6                             # [1e-6]
@@ -97,6 +101,9 @@ def base_config() -> mlc.ConfigDict:
   c.ppo.value_coef = 0.5                        # PPO with a critic only
   c.ppo.max_bad_steps = 3                       # stop after this many non-finite updates in a row
   c.ppo.logit_chunk = 1024                      # scored tokens per LM-head block (peak memory)
+  # Samples with the very same prompt share one row of the update: the prompt
+  # once, then each response (scored exactly as alone).
+  c.ppo.pack_shared_prompts = True
 
   # The warm start (experiments/sft.py): imitation of a noisy oracle, stopped
   # once the policy reaches target_success on unseen tasks at the rollout

@@ -28,8 +28,6 @@ figure is the median of --repeats timed calls after one warm-up
 """
 
 import json
-import statistics
-import time
 
 from absl import app, flags
 from flax import nnx
@@ -37,10 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import perf
 from g2po_jax import models
 from g2po_jax import sampling
-from g2po_jax.train import batch as batch_lib
-from g2po_jax.train import step as step_lib
 
 _PRESET = flags.DEFINE_string('preset', 'tiny', f'One of {", ".join(models.PRESETS)}.')
 _VOCAB = flags.DEFINE_integer('vocab_size', 1024, 'Vocabulary of the tiny preset.')
@@ -52,30 +49,6 @@ _NEW = flags.DEFINE_integer('new_tokens', 32, 'Generated tokens per row.')
 _PEAK_N = flags.DEFINE_integer('peak_n', 2048, 'Side of the square jnp.dot for the peak.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per measurement.')
 _JSON = flags.DEFINE_string('json', None, 'Write the four headline numbers here.')
-
-
-def seconds(fn, *args, repeats: int) -> float:
-  """Median wall time of fn(*args) over `repeats` calls, after a warm-up."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    tic = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - tic)
-  return statistics.median(times)
-
-
-def matmul_peak(n: int, dtype, repeats: int) -> float:
-  """FLOP/s of an n x n x n jnp.dot (best of `repeats`, the machine's peak)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-  dot = jax.jit(jnp.dot)
-  jax.block_until_ready(dot(a, a))
-  best = float('inf')
-  for _ in range(repeats):
-    tic = time.perf_counter()
-    jax.block_until_ready(dot(a, a))
-    best = min(best, time.perf_counter() - tic)
-  return 2 * n**3 / best
 
 
 def recompute_generate(graphdef, params, tokens, keys, config):
@@ -97,47 +70,6 @@ def recompute_generate(graphdef, params, tokens, keys, config):
   return jax.lax.fori_loop(0, n, step, jnp.pad(tokens, ((0, 0), (0, n))))[:, p:]
 
 
-def forward_flops(config: models.ModelConfig, batch: int, length: int,
-                  scored: int | None = None) -> float:
-  """Matmul + attention FLOPs of one forward pass over [batch, length], with
-  the LM head at `scored` positions per row (default: all of them)."""
-  d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
-  qkv = d * (config.num_heads + 2 * config.num_kv_heads) * config.head_dim
-  out = config.num_heads * config.head_dim * d
-  per_token = config.num_layers * (qkv + out + 3 * d * f)
-  head = d * v * (length if scored is None else scored)
-  attention = config.num_layers * 4 * length**2 * config.num_heads * config.head_dim
-  return batch * (2 * per_token * length + 2 * head + attention)
-
-
-def synthetic_minibatch(rng: np.random.Generator, vocab: int, prompt_lengths: np.ndarray,
-                        response_lengths: np.ndarray, prompt_width: int,
-                        response_width: int) -> step_lib.Minibatch:
-  """A mini-batch of random tokens laid out as the trainer lays samples out."""
-  s = len(prompt_lengths)
-  prompts = rng.integers(0, vocab, (s, prompt_width)).astype(np.int32)
-  responses = rng.integers(0, vocab, (s, response_width)).astype(np.int32)
-  response_mask = np.arange(response_width) < response_lengths[:, None]
-  fields = batch_lib.sample_rows(prompts, prompt_lengths, responses, response_mask,
-                                 prompt_width)
-  return step_lib.Minibatch(
-      **fields, score_sample=np.zeros((s, response_width), np.int32),
-      old_logp=np.where(response_mask, -np.log(vocab), 0.0).astype(np.float32),
-      advantage=rng.standard_normal((s, 1)).astype(np.float32),
-      sample_mask=np.ones((s, 1), bool), value_target=None)
-
-
-def trainer_step(graphdef, params, *, lr: float = 1e-4, logit_chunk: int = 1024):
-  """The trainer's jitted, donating step and its initial state."""
-  tx = step_lib.make_optimizer(step_lib.make_schedule(lr, 0), 0.9, 0.999, 0.01, 1.0)
-  step = jax.jit(step_lib.make_train_step(
-      graphdef, tx, clip=0.2, kl_coef=0.01, entropy_coef=0.001, value_coef=0.5,
-      action_ratio=False, logit_chunk=logit_chunk), donate_argnums=(0,))
-  state = jax.jit(lambda p: step_lib.TrainState(p, tx.init(p), jax.tree.map(jnp.copy, p),
-                                                jnp.int32(0)))(params)
-  return step, state
-
-
 def main(argv):
   del argv
   overrides = dict(dtype=_DTYPE.value, param_dtype=_DTYPE.value)
@@ -152,24 +84,24 @@ def main(argv):
 
   keys = jax.random.split(rng, b)
   kv = jax.jit(sampling.generate, static_argnums=(0, 5))
-  t_kv = seconds(kv, graphdef, params, prompts, jnp.ones((b, p), bool), keys, sample_config,
-                 repeats=_REPEATS.value)
+  t_kv = perf.seconds(kv, graphdef, params, prompts, jnp.ones((b, p), bool), keys,
+                      sample_config, repeats=_REPEATS.value)
   recompute = jax.jit(recompute_generate, static_argnums=(0, 4))
-  t_re = seconds(recompute, graphdef, params, prompts, keys, sample_config,
-                 repeats=_REPEATS.value)
+  t_re = perf.seconds(recompute, graphdef, params, prompts, keys, sample_config,
+                      repeats=_REPEATS.value)
 
-  step, train_state = trainer_step(graphdef, params)
-  mb = jax.device_put(synthetic_minibatch(np.random.default_rng(0), config.vocab_size,
-                                          np.full(b, p), np.full(b, n), p, n))
+  step, train_state = perf.trainer_step(graphdef, params)
+  mb = jax.device_put(perf.synthetic_minibatch(np.random.default_rng(0), config.vocab_size,
+                                               np.full(b, p), np.full(b, n), p, n))
   holder = [train_state]
 
   def run_train():
     holder[0], metrics = step(holder[0], mb)
     return metrics['loss']
 
-  t_train = seconds(run_train, repeats=_REPEATS.value)
-  peak = matmul_peak(_PEAK_N.value, config.dtype, _REPEATS.value)
-  train_flops = 4 * forward_flops(config, b, p + n, scored=n) / t_train
+  t_train = perf.seconds(run_train, repeats=_REPEATS.value)
+  peak = perf.matmul_peak(_PEAK_N.value, config.dtype, _REPEATS.value)
+  train_flops = 4 * perf.forward_flops(config, b, p + n, scored=n) / t_train
 
   results = {
       'sample_tokens_per_s_kv': b * n / t_kv,

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from g2po_jax import distributed
+from g2po_jax import graph as graph_lib
 from g2po_jax.models import qwen2
 from g2po_jax.models import sharding
 
@@ -239,7 +240,8 @@ class _Loop(NamedTuple):
 
 def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
              mask: Array, keys: Array, config: SamplingConfig,
-             stop_table: Array | None = None, limits: Array | None = None) -> Samples:
+             stop_table: Array | None = None, limits: Array | None = None,
+             prefill_index: Array | None = None) -> Samples:
   """Samples continuations of a padded batch of prompts with a KV cache.
 
   The prompts are prefilled in one forward pass into a cache of P + N slots;
@@ -257,13 +259,18 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
     stop_table: [S, V] int32 stop-string automaton (`stopping.stop_table`);
       a row is done right after the token that reaches its last state.
     limits: [B] int32, row b generates at most limits[b] tokens (<= N).
+    prefill_index: [B] int32, row b continues prompt prefill_index[b]: then
+      tokens and mask hold U distinct prompts [U, P], each prefilled once,
+      and their KV caches are copied to the rows that share them. A row's
+      tokens are those it would draw from its own copy of the prompt.
   Returns:
     Samples with [B, N] tokens, log-probs, mask and [B] done.
   """
   chex.assert_rank([tokens, mask], 2)
   chex.assert_equal_shape([tokens, mask])
   chex.assert_type([tokens, mask], [int, bool])
-  b, p = tokens.shape
+  u, p = tokens.shape
+  b = u if prefill_index is None else prefill_index.shape[0]
   if keys.shape != (b,):
     raise ValueError(f'keys must hold one PRNG key per row, shape ({b},); got '
                      f'{keys.shape}. Use jax.random.split(key, {b}).')
@@ -273,10 +280,12 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens: Array,
   limits = jnp.full((b,), n, jnp.int32) if limits is None else limits
   accept = -1 if stop_table is None else stop_table.shape[0] - 1
 
-  cache = qwen2.init_cache(model.config, b, p + n)
+  cache = qwen2.init_cache(model.config, u, p + n)
   hidden, cache = model.hidden_states(tokens, mask, cache, 0)
   last = p - 1 - jnp.argmax(mask[:, ::-1], axis=1)              # last real slot
-  logits = model.logits(hidden[jnp.arange(b), last])            # [B, V]
+  logits = model.logits(hidden[jnp.arange(u), last])            # [U, V]
+  if prefill_index is not None:
+    cache, logits, mask = jax.tree.map(lambda x: x[prefill_index], (cache, logits, mask))
 
   def active(s: _Loop) -> Array:
     return ~s.done & (s.step < limits)
@@ -338,20 +347,24 @@ class Sampler:
   the global batch is then a batch bucket, a multiple of its batch shards.
 
   `stop_table` (from `g2po_jax.stopping.stop_table`) adds stop strings; it
-  is put on the devices once and passed to every call.
+  is put on the devices once and passed to every call. With `share_prompts`
+  the rows of a call that hold the very same prompt (hashed on the host) are
+  prefilled once and decode from copies of its KV cache; each row still
+  draws with its own key, so the tokens are those drawn without sharing.
   """
 
   def __init__(self, graphdef: nnx.GraphDef, config: SamplingConfig, *,
                length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
                batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
                mesh: jax.sharding.Mesh | None = None,
-               stop_table: np.ndarray | None = None):
+               stop_table: np.ndarray | None = None, share_prompts: bool = False):
     for name, buckets in (('length_buckets', length_buckets),
                           ('batch_buckets', batch_buckets)):
       if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
         raise ValueError(f'{name} must be increasing positive ints; got '
                          f'{buckets}.')
     self.config = config
+    self.share_prompts = share_prompts
     self.length_buckets = tuple(length_buckets)
     self._mesh = mesh
     if mesh is not None:
@@ -370,9 +383,10 @@ class Sampler:
                           jax.make_array_from_process_local_data(
                               NamedSharding(mesh, P()), stop_table))
 
-    def run(params, tokens, mask, rng, row_ids, limits, stop_table):
+    def run(params, tokens, mask, rng, row_ids, limits, stop_table, prefill_index=None):
       keys = jax.vmap(jax.random.fold_in, (None, 0))(rng, row_ids)
-      return generate(graphdef, params, tokens, mask, keys, config, stop_table, limits)
+      return generate(graphdef, params, tokens, mask, keys, config, stop_table, limits,
+                      prefill_index)
 
     self._generate = jax.jit(run)
 
@@ -419,19 +433,35 @@ class Sampler:
     limits = np.full(b, n) if limits is None else np.asarray(limits)
     if limits.shape != (b,) or (b and (limits.min() < 0 or limits.max() > n)):
       raise ValueError(f'limits must be [{b}] ints in [0, {n}]; got {limits!r}.')
-    bb, pb = distributed.agree_max(
+    if self.share_prompts:
+      keys = graph_lib.hash_tokens(tokens, lengths)
+      _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+      prompts, prompt_lengths = tokens[first], lengths[first]
+    else:
+      prompts, prompt_lengths, inverse = tokens, lengths, None
+    u = len(prompt_lengths)
+    bb, ub, pb = distributed.agree_max(
         [_bucket(max(b, 1), self.batch_buckets, 'batch size'),
+         _bucket(max(u, 1), self.batch_buckets, 'batch size'),
          _bucket(int(lengths.max(initial=1)), self.length_buckets, 'prompt length')])
-    padded = np.full((bb, pb), self.config.pad_id, np.int32)
+    rows = bb if inverse is None else ub
+    padded = np.full((rows, pb), self.config.pad_id, np.int32)
     width = min(pb, tokens.shape[1])
-    padded[:b, :width] = tokens[:, :width]
-    mask = np.arange(pb) < np.pad(lengths, (0, bb - b))[:, None]
+    padded[:u, :width] = prompts[:, :width]
+    mask = np.arange(pb) < np.pad(prompt_lengths, (0, rows - u))[:, None]
     ids = np.pad(row_ids.astype(np.int32), (0, bb - b))
-    inputs = (padded, mask, ids, np.pad(limits.astype(np.int32), (0, bb - b)))
+    # Padding rows generate nothing (limit 0); without sharing they also
+    # have empty prompts.
+    inputs = [padded, mask, ids, np.pad(limits.astype(np.int32), (0, bb - b))]
+    if inverse is not None:
+      # Row b's prompt in the global batch of distinct prompts.
+      offset = jax.process_index() * ub
+      inputs.append(np.pad(inverse.reshape(-1).astype(np.int32), (0, bb - b)) + offset)
     if self._mesh is not None:
       inputs = distributed.global_batch(
           inputs, lambda x: sharding.batch_sharding(self._mesh, x.ndim))
-    out = self._generate(params, *inputs[:2], rng, *inputs[2:], self._stop_table)
+    out = self._generate(params, *inputs[:2], rng, *inputs[2:4], self._stop_table,
+                         *inputs[4:])
     if self._mesh is not None:
       out = distributed.local_rows(
           out, self._mesh, lambda x: sharding.batch_sharding(self._mesh, x.ndim).spec)

@@ -49,3 +49,29 @@ def test_bench_envs(env, tmp_path):
               'win_rate', 'score'):
     assert key in result, key
   assert result['steps_per_s'] > 0 and 0 <= result['win_rate'] <= 1
+
+
+@pytest.mark.slow
+def test_bench_recipe(tmp_path):
+  path = tmp_path / 'recipe.json'
+  text = _run('experiments.bench_recipe', '--layers=1', '--tasks=1', '--max_steps=2',
+              '--prompt_len=512', '--max_new_tokens=16', f'--json={path}', timeout=900)
+  result = json.loads(path.read_text())
+  for key in ('seconds_sampling', 'seconds_env', 'seconds_update', 'generated_tokens_per_s',
+              'train_tokens_per_s', 'update_fraction_of_peak', 'decode_fraction_of_roofline',
+              'peak_memory_bytes', 'compile_seconds_first_iteration'):
+    assert result[key] > 0, key
+  assert result['vocab_size'] == 151936 and result['layers'] == 1
+  assert '| update model FLOP/s / peak |' in text
+
+
+@pytest.mark.slow
+def test_bench_rollout(tmp_path):
+  path = tmp_path / 'rollout.json'
+  text = _run('experiments.bench_rollout', '--settings=demo', '--iterations=2',
+              f'--json={path}', timeout=900)
+  demo = json.loads(path.read_text())['demo']
+  assert demo['on']['samples'] == demo['off']['samples']
+  assert demo['on']['unique_prompts_per_sample'] < 1          # first steps share prompts
+  assert demo['on']['prefill_tokens_saved'] > 0 and demo['on']['train_tokens_saved'] > 0
+  assert 'duplication factor per rollout step' in text

@@ -192,3 +192,30 @@ def test_remat_changes_nothing_in_sampling(split, prompts):
   b = _sample(split, prompts, config, seed=2)
   np.testing.assert_array_equal(a.tokens, b.tokens)
   np.testing.assert_allclose(a.logp, b.logp, atol=1e-6)
+
+
+@pytest.mark.parametrize('temperature', [0.0, 1.0])
+def test_shared_prompts_sample_exactly_what_unshared_rows_sample(split, temperature):
+  tokens, lengths = np.zeros((7, 8), np.int32), np.array([3, 7, 3, 5, 7, 3, 1], np.int32)
+  rng = np.random.RandomState(1)
+  distinct = {n: rng.randint(1, CONFIG.vocab_size, n) for n in (1, 3, 5, 7)}
+  for i, n in enumerate(lengths):
+    tokens[i, :n] = distinct[n]                 # rows 0, 2, 5 and rows 1, 4 share a prompt
+  tokens[2, 5] = 9                              # padding past the length does not matter
+  buckets = dict(length_buckets=(8, 16), batch_buckets=(2, 4, 8))
+  row_ids = np.arange(7) + 3
+  free = sampling.Sampler(split[0], sampling.SamplingConfig(N, temperature=temperature),
+                          **buckets)(split[1], tokens, lengths, jax.random.key(4), row_ids)
+  stop = int(free.tokens[0, 1])                 # some rows stop early
+  config = sampling.SamplingConfig(N, temperature=temperature, stop_ids=(stop,))
+  plain = sampling.Sampler(split[0], config, **buckets)
+  shared = sampling.Sampler(split[0], config, share_prompts=True, **buckets)
+  a = plain(split[1], tokens, lengths, jax.random.key(4), row_ids=row_ids)
+  b = shared(split[1], tokens, lengths, jax.random.key(4), row_ids=row_ids)
+  assert a.done.any() and not a.done.all()
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_array_equal(a.mask, b.mask)
+  np.testing.assert_array_equal(a.done, b.done)
+  np.testing.assert_allclose(a.logp, b.logp, atol=1e-6)
+  if temperature:   # rows with one prompt but their own keys draw differently
+    assert not np.array_equal(b.tokens[0], b.tokens[2])

@@ -2,10 +2,10 @@
 cross-process gathers of `g2po_jax.distributed`).
 
 Trajectory arrays pad B and T to `graph.bucket_size` buckets (fixed per
-run). Samples are shuffled and cut into `count` mini-batches that hold only
-real samples: the rows, the prompt width and the response width are each
-rounded up to a bucket, so a run compiles the train step a handful of times
-whatever its batches hold.
+run). Samples (alone, or packed by shared prompt) are shuffled and cut into
+mini-batches that hold only real samples: the rows, the prompt width and
+the response width are each rounded up to a bucket, so a run compiles the
+train step a handful of times whatever its batches hold.
 """
 
 from typing import NamedTuple
@@ -72,103 +72,191 @@ def prompt_width(longest: int, prompt_cap: int) -> int:
   return min(_pow2(longest), max(prompt_cap, longest))
 
 
-def sample_rows(prompt_ids: np.ndarray, prompt_lengths: np.ndarray, response_ids: np.ndarray,
-                response_mask: np.ndarray, width: int) -> dict[str, np.ndarray]:
-  """Lays samples out one per row: the prompt left-padded to end at column
-  P-1 (P = `width`), then the response.
+def pack_rows(prompt_ids: np.ndarray, prompt_lengths: np.ndarray, response_ids: np.ndarray,
+              response_mask: np.ndarray, response_logp: np.ndarray, members: np.ndarray, *,
+              prompt: int, scored: int) -> dict[str, np.ndarray]:
+  """Lays samples out as rows of one prompt and the responses that share it.
+
+  Row r holds the prompt of its samples (members[r] all share one prompt),
+  left-padded to end at column P-1 (P = `prompt`), then their responses one
+  after the other. A response attends to the prompt and to itself only
+  (`segments`), and its positions continue from the prompt's, so each
+  response is scored exactly as in a row of its own. With one member per
+  row this is the unpacked layout.
 
   Args:
     prompt_ids: [S, P0] int right-padded prompts; prompt_lengths [S] int.
-    response_ids, response_mask: [S, N] response tokens and which are real.
-    width: P, at least the longest prompt.
+    response_ids, response_mask, response_logp: [S, N] response tokens (a
+      prefix of each row is real) and their sampler log-probs.
+    members: [R, J] int sample indices, -1 for an empty slot; a row whose
+      first slot is -1 is padding.
+    prompt: P, at least the longest prompt.
+    scored: K, at least the most response tokens of a row.
   Returns:
-    tokens, token_mask, positions, segments ([S, P+N]; segment 0 is the
-    prompt, 1 the response), score_pos, score_token, score_mask ([S, N]:
-    column P-1+j predicts response token j) and value_pos ([S], P-1).
+    The `Minibatch` layout fields: tokens, token_mask, positions, segments
+    ([R, P + K]); score_pos, score_token, score_mask, score_sample, old_logp
+    ([R, K]); value_pos ([R], P-1).
   """
-  s, n = response_ids.shape
-  cols = np.arange(width)[None, :] - (width - prompt_lengths)[:, None]
+  r, j = members.shape
+  real = members >= 0
+  first = np.maximum(members[:, 0], 0)
+  plen = np.where(real[:, 0], prompt_lengths[first], 0)
+  cols = np.arange(prompt)[None, :] - (prompt - plen)[:, None]
   live = cols >= 0
-  prompt = np.where(live, np.take_along_axis(
-      prompt_ids, np.clip(cols, 0, prompt_ids.shape[1] - 1), 1), 0)
-  tokens = np.concatenate([prompt, np.where(response_mask, response_ids, 0)], 1)
-  token_mask = np.concatenate([live, response_mask], 1)
-  positions = np.maximum(np.cumsum(token_mask, 1) - 1, 0)
-  segments = np.concatenate([np.zeros((s, width), np.int32), np.ones((s, n), np.int32)], 1)
-  return dict(tokens=tokens.astype(np.int32), token_mask=token_mask,
-              positions=positions.astype(np.int32), segments=segments,
-              score_pos=np.broadcast_to(width - 1 + np.arange(n, dtype=np.int32), (s, n)),
-              score_token=tokens[:, width:].astype(np.int32), score_mask=response_mask.copy(),
-              value_pos=np.full(s, width - 1, np.int32))
+  width = prompt + scored
+  tokens = np.zeros((r, width), np.int32)
+  token_mask = np.zeros((r, width), bool)
+  positions = np.zeros((r, width), np.int32)
+  segments = np.zeros((r, width), np.int32)
+  tokens[:, :prompt] = np.where(live, np.take_along_axis(
+      prompt_ids[first], np.clip(cols, 0, prompt_ids.shape[1] - 1), 1), 0)
+  token_mask[:, :prompt] = live
+  positions[:, :prompt] = np.maximum(cols, 0)
+  # Every real response token (row, slot, k), in row-major slot order.
+  n = np.where(real, response_mask.sum(1)[np.maximum(members, 0)], 0)        # [R, J]
+  start = np.cumsum(n, axis=1) - n                                           # [R, J]
+  if n.sum(1).max(initial=0) > scored:
+    raise ValueError(f'a row holds {n.sum(1).max()} response tokens; scored={scored}.')
+  rows, slots = np.nonzero(n)
+  count = n[rows, slots]
+  rr, jj = np.repeat(rows, count), np.repeat(slots, count)
+  k = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+  ss = members[rr, jj]
+  q = start[rr, jj] + k                                   # the token's scored slot
+  col = prompt + q
+  tokens[rr, col] = response_ids[ss, k]
+  token_mask[rr, col] = True
+  positions[rr, col] = plen[rr] + k
+  segments[rr, col] = jj + 1
+  score_pos = np.zeros((r, scored), np.int32)
+  score_token = np.zeros((r, scored), np.int32)
+  score_mask = np.zeros((r, scored), bool)
+  score_sample = np.zeros((r, scored), np.int32)
+  old_logp = np.zeros((r, scored), np.float32)
+  score_pos[rr, q] = np.where(k == 0, prompt - 1, col - 1)   # the prompt's end starts each
+  score_token[rr, q] = response_ids[ss, k]
+  score_mask[rr, q] = True
+  score_sample[rr, q] = jj
+  old_logp[rr, q] = response_logp[ss, k]
+  return dict(tokens=tokens, token_mask=token_mask, positions=positions, segments=segments,
+              score_pos=score_pos, score_token=score_token, score_mask=score_mask,
+              score_sample=score_sample, old_logp=old_logp,
+              value_pos=np.full(r, prompt - 1, np.int32))
 
 
-class Plan(NamedTuple):
-  """Shapes every process lays its mini-batches out with (agreed values)."""
-  count: int      # mini-batches per epoch
-  rows: int       # rows of each (this process's piece)
-  prompt: int     # prompt columns P
-  response: int   # response columns N
+def sample_rows(prompt_ids: np.ndarray, prompt_lengths: np.ndarray, response_ids: np.ndarray,
+                response_mask: np.ndarray, width: int) -> dict[str, np.ndarray]:
+  """`pack_rows` with one sample per row and K = N (warm starts, benchmarks)."""
+  s, n = response_ids.shape
+  return pack_rows(prompt_ids, prompt_lengths, response_ids, response_mask,
+                   np.zeros((s, n), np.float32), np.arange(s)[:, None], prompt=width, scored=n)
 
 
-def plan(r: Rollouts, *, minibatch_size: int, prompt_cap: int, shards: int) -> Plan:
-  """The mini-batch shapes for these rollouts, agreed over processes.
+class Packing(NamedTuple):
+  """What packing shared prompts saved in an iteration's update (this process)."""
+  samples: int          # samples (one per environment step)
+  rows: int             # rows they fill (distinct prompts, longer ones split)
+  tokens: int           # real tokens the update reads per epoch
+  tokens_unpacked: int  # the same samples one per row
+
+
+def _rows_of(r: Rollouts, pack: bool, cap: int) -> list[np.ndarray]:
+  """The samples of each row: alone, or grouped by identical prompt (hashed),
+  a group split where its responses would pass `cap` tokens."""
+  s = len(r.sample_index)
+  if not pack:
+    return [np.array([i]) for i in range(s)]
+  keys = graph_lib.hash_tokens(r.prompt_ids, r.prompt_lengths)
+  order = np.argsort(keys, kind='stable')
+  groups = np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)
+  groups.sort(key=lambda g: g[0])       # by first sample: no duplicates, no change
+  n = r.response_mask.sum(1)
+  rows = []
+  for group in groups:
+    row, total = [], 0
+    for i in group:
+      if row and total + n[i] > cap:
+        rows.append(np.array(row))
+        row, total = [], 0
+      row.append(i)
+      total += n[i]
+    rows.append(np.array(row))
+  return rows
+
+
+def minibatches(r: Rollouts, *, minibatch_size: int, prompt_cap: int, shards: int,
+                rng: np.random.Generator, padded_steps: int, row_offset: int = 0,
+                pack: bool = False) -> tuple[list[Minibatch], list[np.ndarray], Packing]:
+  """Shuffled mini-batches covering every sample once, without advantages.
 
   Mini-batches hold about `minibatch_size` samples (globally), as evenly as
-  the count allows, rounded up to a row bucket that is a multiple of this
-  process's batch `shards`; padding rows exist only to reach the bucket.
-  """
-  s = len(r.sample_index)
-  longest_response = int(r.response_mask.sum(1).max(initial=1))
-  size = max(minibatch_size // jax.process_count(), 1)
-  count, most, longest_prompt, longest_response = distributed.agree_max(
-      [max(-(-s // size), 1), s, int(r.prompt_lengths.max(initial=1)), longest_response])
-  per = -(-most // count)
-  rows = graph_lib.bucket_size(per, 1)
-  rows = -(-rows // shards) * shards
-  return Plan(count, rows, prompt_width(longest_prompt, prompt_cap),
-              min(_pow2(longest_response, MIN_RESPONSE), r.response_ids.shape[1]))
-
-
-def minibatches(r: Rollouts, p: Plan, *, rng: np.random.Generator, padded_steps: int,
-                row_offset: int = 0) -> tuple[list[Minibatch], list[np.ndarray]]:
-  """Shuffled mini-batches covering every sample once, without advantages.
+  whole rows allow. Their rows, prompt width P, scored tokens K and samples
+  per row J are rounded up to buckets (rows to a multiple of this process's
+  batch `shards`) and agreed over processes, so every mini-batch of every
+  process has one shape and the step compiles a handful of times per run.
 
   Args:
     r: the iteration's rollouts.
-    p: the agreed shapes (`plan`).
+    minibatch_size: samples per mini-batch, over all processes.
+    prompt_cap: the configured prompt limit (see `prompt_width`).
+    shards: this process's batch shards of the mesh.
     rng: the shuffle.
     padded_steps: T of the padded trajectory arrays.
     row_offset: padded trajectory row of r's first trajectory in the whole
       batch.
+    pack: samples with the same prompt share a row (`pack_rows`), so the
+      prompt is read once; at most max(longest response, P) response tokens
+      per row.
   Returns:
-    (mini-batches of numpy arrays with zero advantages, and for each its
-    [rows, 1] int64 flat index (row_offset + b) * padded_steps + t of each
-    sample's step into the whole batch's [B, T] arrays, -1 on padding).
-    `with_advantages` fills the advantages in.
+    (mini-batches of numpy arrays with zero advantages; for each its [R, J]
+    int64 flat index (row_offset + b) * padded_steps + t of each sample's
+    step into the whole batch's [B, T] arrays, -1 on empty slots;
+    what packing saved). `with_advantages` fills the advantages in.
   """
   s = len(r.sample_index)
-  order = rng.permutation(s)
+  n = r.response_mask.sum(1)
+  size = max(minibatch_size // jax.process_count(), 1)
+  longest_prompt = distributed.agree_max([int(r.prompt_lengths.max(initial=1))])[0]
+  p = prompt_width(longest_prompt, prompt_cap)
+  rows = _rows_of(r, pack, cap=max(int(n.max(initial=1)), p))
+  rows = [rows[i] for i in rng.permutation(len(rows))]
+  count = distributed.agree_max([max(min(-(-s // size), len(rows)), 1)])[0]
+  # Each shuffled row goes to the least-filled mini-batch: about s / count
+  # samples each, none empty while there are rows enough.
+  groups, load = [[] for _ in range(count)], np.zeros(count, np.int64)
+  for m in rows:
+    i = int(np.argmin(load))
+    groups[i].append(m)
+    load[i] += len(m)
+  most_rows = max((len(g) for g in groups), default=1)
+  most_members = max((len(m) for m in rows), default=1)
+  most_tokens = max((int(n[m].sum()) for m in rows), default=1)
+  most_rows, most_members, most_tokens = distributed.agree_max(
+      [most_rows, most_members, most_tokens])
+  num_rows = -(-graph_lib.bucket_size(max(most_rows, 1), 1) // shards) * shards
+  num_members = _pow2(most_members)
+  scored = _pow2(most_tokens, MIN_RESPONSE)
+  if most_members == 1:                  # one response per row: at most N columns
+    scored = min(scored, r.response_ids.shape[1])
   t = r.mask.shape[1]
-  index = r.sample_index[order].astype(np.int64)
+  index = r.sample_index.astype(np.int64)
   flat = (row_offset + index // t) * padded_steps + index % t
   out, where = [], []
-  for chunk, ids in zip(np.array_split(order, p.count), np.array_split(flat, p.count)):
-    k = len(chunk)
-    if k > p.rows:
-      raise ValueError(f'{k} samples exceed the planned {p.rows} rows.')
-    pick = np.concatenate([chunk, np.zeros(p.rows - k, np.int64)])
-    real = np.arange(p.rows) < k
-    fields = sample_rows(r.prompt_ids[pick], np.where(real, r.prompt_lengths[pick], 0),
-                         r.response_ids[pick, :p.response],
-                         r.response_mask[pick, :p.response] & real[:, None], p.prompt)
-    out.append(Minibatch(
-        **fields, score_sample=np.zeros((p.rows, p.response), np.int32),
-        old_logp=np.where(fields['score_mask'], r.response_logp[pick, :p.response],
-                          0.0).astype(np.float32),
-        advantage=np.zeros((p.rows, 1), np.float32), sample_mask=real[:, None],
-        value_target=None))
-    where.append(np.where(real, np.pad(ids, (0, p.rows - k)), -1)[:, None])
-  return out, where
+  for group in groups:
+    members = np.full((num_rows, num_members), -1, np.int64)
+    for row, m in enumerate(group):
+      members[row, :len(m)] = m
+    fields = pack_rows(r.prompt_ids, r.prompt_lengths, r.response_ids, r.response_mask,
+                       r.response_logp, members, prompt=p, scored=scored)
+    real = members >= 0
+    out.append(Minibatch(**fields, advantage=np.zeros(members.shape, np.float32),
+                         sample_mask=real, value_target=None))
+    where.append(np.where(real, flat[np.maximum(members, 0)], -1))
+  lengths = r.prompt_lengths.astype(np.int64)
+  packing = Packing(samples=s, rows=len(rows),
+                    tokens=int(sum(lengths[m[0]] + n[m].sum() for m in rows)),
+                    tokens_unpacked=int(lengths.sum() + n.sum()))
+  return out, where, packing
 
 
 def with_advantages(mb: Minibatch, where: np.ndarray, advantages: np.ndarray,

@@ -95,12 +95,20 @@ def validate(c: mlc.ConfigDict) -> None:
   if c.rollout.prompt_len < 16:
     raise ConfigError(f'rollout.prompt_len must be at least 16 tokens; got '
                       f'{c.rollout.prompt_len}.')
+  for key in ('rollout.share_prompts', 'ppo.pack_shared_prompts'):
+    if not isinstance(_get(c, key), bool):
+      raise ConfigError(f'{key} must be True or False; got {_get(c, key)!r}.')
   if c.rollout.protocol not in protocol.PROTOCOLS:
     raise ConfigError(f'rollout.protocol must be one of {", ".join(protocol.PROTOCOLS)}; '
                       f'got {c.rollout.protocol!r}.')
   if c.rollout.system_prompt and c.rollout.protocol != 'think_action':
     raise ConfigError('rollout.system_prompt applies to rollout.protocol=think_action only '
                       f'(got protocol {c.rollout.protocol!r}).')
+  if c.model.num_layers is not None:
+    _positive_int(c, 'model.num_layers')
+    if c.model.init_from:
+      raise ConfigError('model.num_layers shapes a fresh model; a model loaded from '
+                        'model.init_from has its own.')
   if c.model.init_from and c.model.tokenizer:
     raise ConfigError(f'model.tokenizer ({c.model.tokenizer!r}) is for fresh models; a model '
                       f'loaded from model.init_from uses the tokenizer saved with it.')

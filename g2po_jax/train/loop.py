@@ -199,9 +199,11 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
   return Run(c=c, workdir=workdir, mesh=mesh, env=env, policy=policy, protocol=protocol,
              state=state, schedule=schedule,
              sampler=sampling.Sampler(policy.graphdef, sample_config, mesh=mesh,
-                                      stop_table=stop_table),
+                                      stop_table=stop_table,
+                                      share_prompts=c.rollout.share_prompts),
              eval_sampler=sampling.Sampler(policy.graphdef, eval_config, mesh=mesh,
-                                           stop_table=stop_table),
+                                           stop_table=stop_table,
+                                           share_prompts=c.rollout.share_prompts),
              train_step=train_step, advantage_fn=advantage_fn, values_fn=values_fn,
              ckpt=ckpt, writer=writer, preemption=preemption, start=start)
 
@@ -250,12 +252,11 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   t_graph = time.perf_counter() - t0
   t0 = time.perf_counter()
   shards = sharding.batch_shards(run.mesh) // jax.process_count()
-  plan = batch_lib.plan(r, minibatch_size=c.ppo.minibatch_size,
-                        prompt_cap=c.rollout.prompt_len, shards=shards)
-  mbs, where = batch_lib.minibatches(
-      r, plan, padded_steps=local.mask.shape[1],
-      row_offset=jax.process_index() * local.mask.shape[0],
-      rng=np.random.default_rng([c.seed, it, 1, jax.process_index()]))
+  mbs, where, packing = batch_lib.minibatches(
+      r, minibatch_size=c.ppo.minibatch_size, prompt_cap=c.rollout.prompt_len, shards=shards,
+      padded_steps=local.mask.shape[1], row_offset=jax.process_index() * local.mask.shape[0],
+      rng=np.random.default_rng([c.seed, it, 1, jax.process_index()]),
+      pack=c.ppo.pack_shared_prompts)
   t_batch = time.perf_counter() - t0
 
   # ------------------------------------------------- advantages, once (device)
@@ -298,6 +299,7 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   values['train/lr'] = float(run.schedule(int(jax.device_get(run.state.step))))
   values.update(evaluate_lib.episode_metrics('rollout', r))
   values.update({f'graph/{k}': float(v) for k, v in stats.items() if np.isscalar(v)})
+  values.update(sharing_metrics(c, r, packing))
   t_total = time.perf_counter() - t_iter
   # Every sample's response is scored once per epoch.
   sampled_tokens = distributed.gather_rows(np.array([r.num_response_tokens])).sum()
@@ -313,6 +315,24 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   if longest_bad >= c.ppo.max_bad_steps:
     values['train/bad_in_a_row'] = float(longest_bad)
   return values
+
+
+def sharing_metrics(c: mlc.ConfigDict, r: rollout.Rollouts,
+                    packing: batch_lib.Packing) -> dict[str, float]:
+  """How many samples share a prompt, and the tokens sharing saved (all processes)."""
+  samples, unique, prompt_tokens, unique_tokens, rows, train, unpacked = (
+      distributed.gather_rows(np.array([[
+          len(r.sample_index), r.unique_prompts, int(r.prompt_lengths.sum()),
+          r.unique_prompt_tokens, packing.rows, packing.tokens,
+          packing.tokens_unpacked]], np.int64))).sum(0)
+  samples = max(samples, 1)
+  return {
+      'share/unique_prompts_per_sample': unique / samples,
+      'share/update_rows_per_sample': rows / samples,
+      'share/prefill_tokens_saved': float(prompt_tokens - unique_tokens
+                                          if c.rollout.share_prompts else 0),
+      'share/train_tokens_saved': float(unpacked - train),
+  }
 
 
 def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:

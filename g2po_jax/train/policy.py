@@ -41,6 +41,8 @@ def init_policy(c: mlc.ConfigDict, env: envs.BatchEnv, mesh: jax.sharding.Mesh) 
     vocab = qwen2.PRESETS[c.model.preset].get('vocab_size', 0)
     if vocab < tokenizer.vocab_size:
       vocab = tokenizer.vocab_size
+    if c.model.num_layers:
+      overrides['num_layers'] = c.model.num_layers
     config = qwen2.make_config(c.model.preset, vocab_size=vocab, **overrides)
     model = qwen2.init_model(config, seed=c.seed, mesh=mesh)
   graphdef, params = nnx.split(model)

@@ -52,6 +52,8 @@ class Rollouts:
   sample_index: np.ndarray   # [S] int32, b * T + t
   sample_seconds: float = 0.0
   env_seconds: float = 0.0
+  unique_prompts: int = 0        # distinct prompts summed over the steps' sampler calls
+  unique_prompt_tokens: int = 0  # their tokens (what a sampler sharing prompts prefills)
 
   @property
   def lengths(self) -> np.ndarray:
@@ -105,6 +107,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   pairs = [[] for _ in range(b)]            # (observation, action) per trajectory
   keys = [[] for _ in range(b)]             # state-key texts, then the final one
   samples = []                              # (b, t, prompt, response tokens, logp, stopped)
+  unique_prompts = unique_prompt_tokens = 0
   active = [not s.done for s in steps]
   for t in range(max_steps):
     live = [i for i in range(b) if active[i]]
@@ -114,6 +117,9 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
         tokenizer, task=steps[i].task, history=pairs[i], observation=steps[i].observation,
         admissible=steps[i].admissible, step=t, max_history=shown)
     ids, lengths = encode_prompts(tokenizer, render, live, history, prompt_len)
+    first = np.unique(graph_lib.hash_tokens(ids, lengths), return_index=True)[1]
+    unique_prompts += len(first)
+    unique_prompt_tokens += int(lengths[first].sum())
     t0 = time.perf_counter()
     out = sample_fn(ids, lengths, jax.random.fold_in(rng, t),
                     row_offset + np.asarray(live, np.int64))
@@ -141,9 +147,11 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
       active[i] = not res.done
   for i in range(b):
     keys[i].append(steps[i].state_key)      # the state the last action reached
-  return _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
-                   env_reward, success_reward, valid, format_error, mask, won, keys, samples,
-                   prompt_len, sample_seconds, env_seconds)
+  r = _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
+                env_reward, success_reward, valid, format_error, mask, won, keys, samples,
+                prompt_len, sample_seconds, env_seconds)
+  r.unique_prompts, r.unique_prompt_tokens = unique_prompts, unique_prompt_tokens
+  return r
 
 
 def encode_prompts(tokenizer: tokenizers.Tokenizer, render: Callable[[int, int], str],

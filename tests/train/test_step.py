@@ -2,7 +2,9 @@
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from g2po_jax import credit
@@ -46,9 +48,9 @@ def _setup(estimator: str, lr: float = 1e-2, temperature: float = 1.0):
   graphdef, params = nnx.split(qwen2.init_model(config, seed=0))
   r = _rollouts(np.random.default_rng(0))
   traj = batch_lib.trajectories(r, history=2 if estimator == 'hgpo' else None)
-  plan = batch_lib.plan(r, minibatch_size=16, prompt_cap=PROMPT, shards=1)
-  (mb,), (where,) = batch_lib.minibatches(r, plan, padded_steps=traj.mask.shape[1],
-                                          rng=np.random.default_rng(1))
+  (mb,), (where,), _ = batch_lib.minibatches(
+      r, minibatch_size=16, prompt_cap=PROMPT, shards=1, padded_steps=traj.mask.shape[1],
+      rng=np.random.default_rng(1))
   options = {} if estimator == 'ppo' else credit.check_options(estimator, {})
   if estimator == 'hgpo':
     options['history'] = 2
@@ -127,10 +129,10 @@ def _temp_bytes(vocab: int, prompt: int, response: int, rows: int = 4, remat=Fal
   """Temporary memory of the compiled train step (XLA's memory analysis)."""
   config = qwen2.make_config('micro', vocab_size=vocab, remat=remat)
   graphdef, params = nnx.split(qwen2.init_model(config, seed=0))
-  from experiments import bench_model   # the synthetic mini-batch of the benchmarks
-  mb = bench_model.synthetic_minibatch(np.random.default_rng(0), vocab, np.full(rows, prompt),
+  from experiments import perf   # the synthetic mini-batch of the benchmarks
+  mb = perf.synthetic_minibatch(np.random.default_rng(0), vocab, np.full(rows, prompt),
                                        np.full(rows, response), prompt, response)
-  step, state = bench_model.trainer_step(graphdef, params)
+  step, state = perf.trainer_step(graphdef, params)
   compiled = step.lower(state, mb).compile()
   return compiled.memory_analysis().temp_size_in_bytes
 
@@ -172,3 +174,74 @@ def test_action_ratio_is_one_per_action():
   np.testing.assert_allclose(out[0, 2:], d[0, 2], rtol=1e-6)     # the padded token is ignored
   np.testing.assert_allclose(out[1, 1:3], d[1, 1:3].mean(), rtol=1e-6)
   np.testing.assert_allclose(out[1, [0, 3]], d[1, [0, 3]], rtol=1e-6)
+
+
+def _shared_rollouts() -> rollout.Rollouts:
+  """The hand-built batch with prompts repeated: steps 0 of rows 0-3 and
+  steps 1 of rows 0-1 share prompts, ragged responses."""
+  r = _rollouts(np.random.default_rng(2))
+  ids, lengths = r.prompt_ids.copy(), r.prompt_lengths.copy()
+  step0, step1 = r.sample_index % 3 == 0, np.isin(r.sample_index, [1, 4])
+  for same in (step0, step1):
+    ids[same], lengths[same] = ids[same][0], lengths[same][0]
+  r.prompt_ids, r.prompt_lengths = ids, lengths
+  return r
+
+
+def _one_minibatch(r, pack):
+  traj = batch_lib.trajectories(r, history=None)
+  (mb,), (where,), packing = batch_lib.minibatches(
+      r, minibatch_size=64, prompt_cap=PROMPT, shards=1, padded_steps=traj.mask.shape[1],
+      rng=np.random.default_rng(1), pack=pack)
+  adv = np.random.default_rng(3).standard_normal(traj.mask.shape).astype(np.float32)
+  return batch_lib.with_advantages(mb, where, adv), where, packing
+
+
+@pytest.mark.parametrize('action_ratio', [False, True])
+def test_packed_rows_give_the_unpacked_loss_and_gradients(action_ratio):
+  config = qwen2.make_config('micro', vocab_size=VOCAB)
+  graphdef, params = nnx.split(qwen2.init_model(config, seed=0))
+  r = _shared_rollouts()
+  r.response_logp = np.where(r.response_mask, -np.log(VOCAB) + 0.1, 0.0).astype(np.float32)
+  plain, plain_where, _ = _one_minibatch(r, pack=False)
+  packed, packed_where, packing = _one_minibatch(r, pack=True)
+  assert packed.tokens.shape[0] < plain.tokens.shape[0] and packing.rows == 11 - 3 - 1
+  assert packing.tokens < packing.tokens_unpacked
+  assert sorted(packed_where[packed_where >= 0]) == sorted(plain_where[plain_where >= 0])
+  # Every scored token: the same log-prob packed as alone.
+  a = step_lib._scored(graphdef, params, plain, 1.0, 7)    # pylint: disable=protected-access
+  b = step_lib._scored(graphdef, params, packed, 1.0, 7)   # pylint: disable=protected-access
+  def per_sample(mb, where, stats):
+    out = {}
+    for row in range(mb.score_mask.shape[0]):
+      for k in np.flatnonzero(mb.score_mask[row]):
+        out.setdefault(int(where[row, mb.score_sample[row, k]]), []).append(
+            (float(stats.logp[row, k]), float(stats.entropy[row, k])))
+    return out
+  pa, pb = per_sample(plain, plain_where, a), per_sample(packed, packed_where, b)
+  assert pa.keys() == pb.keys()
+  for sample in pa:
+    np.testing.assert_allclose(pa[sample], pb[sample], atol=1e-5)
+  # Plain SGD with rate 1: the parameters move by exactly minus the gradient.
+  tx = optax.sgd(1.0)
+  state = step_lib.TrainState(params, tx.init(params), params, np.int32(0))
+  step = jax.jit(step_lib.make_train_step(graphdef, tx, clip=0.2, kl_coef=0.01,
+                                          entropy_coef=0.001, value_coef=0.5,
+                                          action_ratio=action_ratio))
+  outs = [step(jax.tree.map(jnp.copy, state), mb) for mb in (plain, packed)]
+  (state_a, ma), (state_b, mb_) = outs
+  for k in ('loss', 'policy_loss', 'kl', 'entropy', 'clip_fraction', 'grad_norm'):
+    np.testing.assert_allclose(ma[k], mb_[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  for x, y, p0 in zip(*(jax.tree.leaves(t) for t in (state_a.params, state_b.params, params))):
+    np.testing.assert_allclose(np.asarray(x) - p0, np.asarray(y) - p0, rtol=1e-4, atol=1e-6)
+
+
+def test_packing_leaves_a_batch_without_shared_prompts_unchanged():
+  r = _rollouts(np.random.default_rng(4))
+  plain, plain_where, _ = _one_minibatch(r, pack=False)
+  packed, packed_where, packing = _one_minibatch(r, pack=True)
+  assert packing.tokens == packing.tokens_unpacked
+  np.testing.assert_array_equal(plain_where, packed_where)
+  for a, b in zip(plain, packed):
+    if a is not None:
+      np.testing.assert_array_equal(a, b)
