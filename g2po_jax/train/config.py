@@ -33,7 +33,7 @@ def _number(c: mlc.ConfigDict, key: str, lo: float, hi: float = math.inf,
   ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
         and math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi)
   if not ok:
-    bound = f'({lo}, {hi}]' if lo_open else f'[{lo}, {hi}]'
+    bound = f'({lo:g}, {hi:g}]' if lo_open else f'[{lo:g}, {hi:g}]'
     raise ConfigError(f'{key} must be a number in {bound}; got {value!r}.')
 
 
@@ -91,7 +91,7 @@ def validate(c: mlc.ConfigDict) -> None:
   _number(c, 'rollout.temperature', 0.0, 10.0)
   _number(c, 'rollout.top_p', 0.0, 1.0, lo_open=True)
   _number(c, 'eval.temperature', 0.0, 10.0)
-  _number(c, 'credit.success_reward', 0.0, lo_open=True)
+  _number(c, 'credit.success_reward', 0.0, credit.MAX_ABS_REWARD, lo_open=True)
   _number(c, 'optim.lr', 0.0, 1.0, lo_open=True)
   _number(c, 'optim.b1', 0.0, 1.0)
   _number(c, 'optim.b2', 0.0, 1.0)
