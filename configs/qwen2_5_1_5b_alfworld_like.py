@@ -18,12 +18,13 @@ Parameters and Adam moments are float32 and fully sharded over every device
 import ml_collections as mlc
 
 from configs import common
+from g2po_jax.train.config import ConfigError
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
   arg = common.parse_arg(arg, init_from='', model='qwen2.5-1.5b')
   if not arg.init_from:
-    raise ValueError('this config fine-tunes a pretrained model: pass its Hugging Face '
+    raise ConfigError('this config fine-tunes a pretrained model: pass its Hugging Face '
                      'directory, --config=configs/qwen2_5_1_5b_alfworld_like.py:'
                      'init_from=/path/to/Qwen2.5-1.5B-Instruct')
   c = common.base_config()

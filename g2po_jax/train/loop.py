@@ -38,6 +38,7 @@ from g2po_jax.train import config as config_lib
 from g2po_jax.train import metrics as metrics_lib
 from g2po_jax.train import rollout
 from g2po_jax.train import step as step_lib
+from g2po_jax.train import workdir as workdir_lib
 
 P = jax.sharding.PartitionSpec
 NamedSharding = jax.sharding.NamedSharding
@@ -159,10 +160,12 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     The last iteration's metrics.
   """
   config_lib.validate(c)
+  config_lib.validate_devices(c, jax.device_count())
   if '://' in workdir:
     raise config_lib.ConfigError(
         f'--workdir must be a filesystem path (every process of a multi-host run sees it '
         f'at the same path, e.g. NFS or a bucket mounted with gcsfuse); got {workdir!r}.')
+  workdir_lib.prepare(workdir, lock=jax.process_index() == 0)
   unused = config_lib.unused_credit_options(c)
   if unused:
     logging.warning('credit options %s do not apply to %r and are ignored.', unused,
@@ -179,6 +182,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
   preemption = _Preemption()
   env = envs.make(c.env.name, **c.env.kwargs)
   policy = init_policy(c, env, mesh)
+  config_lib.warn_if_prompts_lose_the_task(c, env, policy.tokenizer)
   schedule = step_lib.make_schedule(c.optim.lr, c.optim.warmup_steps)
   tx = step_lib.make_optimizer(schedule, c.optim.b1, c.optim.b2, c.optim.weight_decay,
                                c.optim.grad_clip)
