@@ -264,12 +264,20 @@ def warn_if_prompts_lose_the_task(c: mlc.ConfigDict, env: envs.BatchEnv,
                     c.rollout.prompt_len, length)
 
 
-def validate_devices(c: mlc.ConfigDict, num_devices: int) -> None:
-  """Checks that mesh.data x mesh.fsdp covers the `num_devices` devices."""
+def validate_here(c: mlc.ConfigDict, num_devices: int) -> None:
+  """Checks what depends on the machine a run starts on (`validate` does not,
+  so a sweep can print commands for another machine): that the mesh covers
+  the `num_devices` devices, and that model.init_from is a policy directory.
+  """
   try:
     sharding.mesh_shape(c.mesh.data, c.mesh.fsdp, num_devices)
   except ValueError as e:
     raise ConfigError(f'mesh.data={c.mesh.data}, mesh.fsdp={c.mesh.fsdp}: {e}') from None
+  if c.model.init_from is not None:
+    try:
+      checkpoint.check_policy(c.model.init_from)
+    except ValueError as e:
+      raise ConfigError(f'model.init_from: {e}') from None
 
 
 def _validate_model(c: mlc.ConfigDict) -> None:
@@ -280,11 +288,6 @@ def _validate_model(c: mlc.ConfigDict) -> None:
     if _get(c, key) not in qwen2.DTYPES:
       raise ConfigError(f'{key} must be one of {", ".join(qwen2.DTYPES)}; got '
                         f'{_get(c, key)!r}.')
-  if c.model.init_from is not None:
-    try:
-      checkpoint.check_policy(c.model.init_from)
-    except ValueError as e:
-      raise ConfigError(f'model.init_from: {e}') from None
 
 
 def validate_for_mesh(c: mlc.ConfigDict, batch_shards: int, num_processes: int) -> None:

@@ -160,7 +160,7 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     The last iteration's metrics.
   """
   config_lib.validate(c)
-  config_lib.validate_devices(c, jax.device_count())
+  config_lib.validate_here(c, jax.device_count())
   if '://' in workdir:
     raise config_lib.ConfigError(
         f'--workdir must be a filesystem path (every process of a multi-host run sees it '
