@@ -142,13 +142,21 @@ def _inverse(a: np.uint64) -> np.uint64:
   return x
 
 
-@functools.cache
-def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
-  """([size] A**k, [size] A**-k) mod 2**64, for size a power of two."""
+def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray]:
+  """([size] A**k, [size] A**-k) mod 2**64, k = 0 .. size-1."""
   with np.errstate(over='ignore'):
     up = np.cumprod(np.full(size, _BASE, np.uint64)) * _inverse(_BASE)
     down = np.cumprod(np.full(size, _inverse(_BASE), np.uint64)) * _BASE
   return up, down
+
+
+_cached_power_tables = functools.cache(_power_tables)
+
+
+def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+  """`_power_tables(size)`; kept for a block's sizes (powers of two up to
+  2**16), recomputed for the rare text longer than a block."""
+  return (_cached_power_tables if size <= 1 << 16 else _power_tables)(size)
 
 
 def _padded_utf8(texts: list[str], chars: np.ndarray) -> tuple[bytes, np.ndarray]:
