@@ -3,6 +3,8 @@
 import ml_collections as mlc
 from ml_collections import config_dict
 
+from g2po_jax.train.config import ConfigError
+
 # Credit options are placeholders: None means "the estimator's own default"
 # (spec ALGORITHMS.md); a value set for an option the chosen estimator does
 # not use is an error at start-up.
@@ -18,18 +20,24 @@ def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
   """Parses 'a=1,b=x,flag' (the text after ':' in --config=file.py:arg).
 
   Keys must be among `defaults`; a bare key sets a boolean default to True.
-  Raises ValueError naming an unknown key.
+  Raises ConfigError (a ValueError) naming an unknown key or a bad value.
   """
   out = mlc.ConfigDict(defaults)
   for item in filter(None, (arg or '').split(',')):
     key, _, value = item.partition('=')
     if key not in defaults:
-      raise ValueError(f'unknown config arg {key!r}; known: {", ".join(defaults)}.')
+      raise ConfigError(f'unknown config arg {key!r}; known: {", ".join(defaults)}.')
     default = defaults[key]
     if isinstance(default, bool):
       out[key] = value.lower() in ('', '1', 'true', 'yes')
+    elif default is None:
+      out[key] = value
     else:
-      out[key] = type(default)(value) if default is not None else value
+      try:
+        out[key] = type(default)(value)
+      except ValueError:
+        raise ConfigError(f'config arg {key}={value!r} must be a {type(default).__name__}.'
+                          ) from None
   return out
 
 

@@ -21,7 +21,6 @@ from absl import logging
 from flax import nnx
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 import optax
 
@@ -38,8 +37,8 @@ from g2po_jax.train import evaluate as evaluate_lib
 from g2po_jax.train import loop
 from g2po_jax.train import metrics as metrics_lib
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
+_CONFIG = flags.DEFINE_string('config', None, 'Experiment config file, optionally with :ARG; '
+                              'set any key with --config.KEY=VALUE.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the policy and logs go.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -79,11 +78,13 @@ def demonstrations(env: envs.BatchEnv, tokenizer: tokenizers.Tokenizer,
   return ids, lengths, label_ids, label_mask
 
 
-def main(argv):
-  del argv
+def main(args):
+  argv, overrides = args
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   metrics_lib.console_logging()
-  c = _CONFIG.value
   try:
+    c = config_lib.load(_CONFIG.value, overrides)
     config_lib.validate(c)
   except config_lib.ConfigError as e:
     sys.exit(f'config error: {e}')
@@ -157,4 +158,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=config_lib.parse_flags)

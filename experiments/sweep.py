@@ -60,12 +60,10 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 import zlib
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 import ml_collections as mlc
 
 from experiments import launch
@@ -119,7 +117,8 @@ LOG_FILE = launch.LOG_FILE
 _NAME_LIMIT = 120                     # longer names are cut and get a hash suffix
 _UNSAFE = re.compile(r'[^A-Za-z0-9._=,+-]')
 _TRAIN_PROGRESS = re.compile(r'iter (\d+)/(\d+)')
-_EXCEPTION = re.compile(r'^([\w.]+(Error|Exception|Interrupt)|config error)\b')
+_EXCEPTION = re.compile(
+    r'^([\w.]+(Error|Exception|Interrupt)|(config|workdir|checkpoint) error)\b')
 
 
 class SweepError(ValueError):
@@ -192,7 +191,7 @@ def member_name(overrides: dict[str, object]) -> str:
 
 
 def _flag_value(value: object) -> str:
-  """The command-line text that config_flags parses back to `value`."""
+  """The command-line text that `config_lib.load` parses back to `value`."""
   if value is None:
     raise SweepError('an override of None cannot be passed on the command line; leave the '
                      'key out to keep the config default.')
@@ -229,32 +228,17 @@ def train_args(config: str, overrides: dict[str, object], fixed: dict[str, str],
 
 
 def resolve(args: list[str]) -> mlc.ConfigDict:
-  """The config the trainer builds from its flags (same parser, same checks).
+  """The config the trainer builds from its flags (same loader, same checks).
 
   Raises:
     SweepError: naming an unknown key or a value of the wrong type.
   """
-  argv = ['train', *args]
-  values = flags.FlagValues()
-  flags.DEFINE_string('workdir', None, '', flag_values=values)
-  holder = config_flags.DEFINE_config_file('config', None, '', flag_values=values,
-                                           lock_config=True, sys_argv=argv)
+  rest, overrides = config_lib.split_overrides(args)
+  spec = next(a.split('=', 1)[1] for a in rest if a.startswith('--config='))
   try:
-    with warnings.catch_warnings():
-      # config_flags loads the file with a loader method Python deprecates.
-      warnings.filterwarnings('ignore', 'the load_module', DeprecationWarning)
-      values(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    raise SweepError(_message(e)) from None
-  return holder.value
-
-
-def _message(error: BaseException) -> str:
-  """One line of text from config_flags' nested KeyError-in-AttributeError."""
-  while error.args and isinstance(error.args[0], BaseException):
-    error = error.args[0]
-  text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
-  return ' '.join(text.split())
+    return config_lib.load(spec, overrides)
+  except config_lib.ConfigError as e:
+    raise SweepError(str(e)) from None
 
 
 def _get(config: mlc.ConfigDict, key: str):

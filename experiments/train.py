@@ -22,14 +22,15 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 
+from g2po_jax.train import checkpoint as ckpt_lib
 from g2po_jax.train import config as config_lib
 from g2po_jax.train import loop
 from g2po_jax.train import metrics as metrics_lib
+from g2po_jax.train import workdir as workdir_lib
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
-                                          lock_config=True)
+_CONFIG = flags.DEFINE_string('config', None, 'Experiment config file, optionally with :ARG '
+                              '(configs/x.py:runlocal); set any key with --config.KEY=VALUE.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where logs and checkpoints go (with several '
                                'processes: one directory every process can read and write).')
 _DISTRIBUTED = flags.DEFINE_bool(
@@ -69,31 +70,27 @@ def init_distributed() -> None:
                              cluster_detection_method='deactivate')
 
 
-def main(argv):
+def main(args):
+  argv, overrides = args
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   metrics_lib.console_logging()
-  init_distributed()
-  if jax.process_count() > 1:
-    logging.info('process %d of %d; %d of %d devices are local', jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
   try:
-    loop.train(_CONFIG.value, _WORKDIR.value)
+    c = config_lib.load(_CONFIG.value, overrides)
+    init_distributed()
+    if jax.process_count() > 1:
+      logging.info('process %d of %d; %d of %d devices are local', jax.process_index(),
+                   jax.process_count(), jax.local_device_count(), jax.device_count())
+    loop.train(c, _WORKDIR.value)
+  except workdir_lib.WorkdirError as e:
+    sys.exit(f'workdir error: {e}')
   except config_lib.ConfigError as e:
     sys.exit(f'config error: {e}')
+  except ckpt_lib.CheckpointError as e:
+    sys.exit(f'checkpoint error: {e}')
   except FloatingPointError as e:  # too many non-finite updates in a row
     sys.exit(f'stopped: {e}')
 
 
-def run():
-  """app.run, with a one-line message for a config override that does not exist."""
-  try:
-    app.run(main)
-  except (AttributeError, KeyError) as e:
-    if 'config' in str(e).lower() or 'key' in str(e).lower():
-      sys.exit(f'config error: {e}')
-    raise
-
-
 if __name__ == '__main__':
-  run()
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -21,11 +21,13 @@ def _run(module: str, *flags: str, timeout: int = 300) -> str:
 def test_bench_credit(tmp_path):
   path = tmp_path / 'credit.json'
   text = _run('experiments.bench_credit', '--steps=6', '--big=false', '--repeats=1',
-              '--obs_len=16', f'--json={path}')
+              '--obs_chars=40', f'--json={path}')
   result = json.loads(path.read_text())['16x8x6']
   assert set(result['estimators']) == {'grpo', 'rloo', 'gigpo', 'g2po', 'graphgpo', 'hgpo',
                                        'gagpo'}
   assert result['estimators']['g2po']['speedup'] > 0
+  assert result['hash_ms'] > 0 and result['dict_grouping_ms'] > 0
+  assert result['hash_peak_bytes_per_text'] > 0
   assert '| g2po |' in text
 
 

@@ -7,7 +7,7 @@ its loss under one `jit`.
 """
 
 from g2po_jax.credit.episode import episode_advantages, grpo_advantages, rloo_advantages
-from g2po_jax.credit.estimate import (ESTIMATORS, check_options, estimate,
+from g2po_jax.credit.estimate import (ESTIMATORS, MAX_ABS_REWARD, check_options, estimate,
                                       estimator_options, validate_batch)
 from g2po_jax.credit.g2po import g2po_advantages, node_values
 from g2po_jax.credit.gae import gae_advantages
@@ -18,8 +18,9 @@ from g2po_jax.credit.hgpo import hgpo_advantages
 from g2po_jax.credit.segments import normalize, segment_mean
 
 __all__ = [
-    'ESTIMATORS', 'check_options', 'episode_advantages', 'estimate', 'estimator_options',
-    'g2po_advantages', 'gae_advantages', 'gagpo_advantages', 'gigpo_advantages', 'graphgpo_advantages',
-    'grpo_advantages', 'hgpo_advantages', 'node_values', 'normalize', 'rloo_advantages',
-    'segment_mean', 'step_returns', 'success_distances', 'validate_batch',
+    'ESTIMATORS', 'MAX_ABS_REWARD', 'check_options', 'episode_advantages', 'estimate',
+    'estimator_options', 'g2po_advantages', 'gae_advantages', 'gagpo_advantages',
+    'gigpo_advantages', 'graphgpo_advantages', 'grpo_advantages', 'hgpo_advantages',
+    'node_values', 'normalize', 'rloo_advantages', 'segment_mean', 'step_returns',
+    'success_distances', 'validate_batch',
 ]

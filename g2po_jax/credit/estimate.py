@@ -35,6 +35,13 @@ ESTIMATORS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
+# Largest |reward|, |success_reward| and penalty accepted. Normalization sums
+# squared deviations of returns in float32 (max 3.4e38): a batch of 1e6 steps
+# of 1000-step returns overflows from |reward| of about 9e12 on, so 1e9 leaves
+# four orders of margin and is far above any reward scale in use.
+MAX_ABS_REWARD = 1e9
+
+
 def _real(v) -> bool:
   return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
       v, (bool, np.bool_)) and math.isfinite(v)
@@ -54,8 +61,10 @@ _OPTION_RULES = {
     'td_gamma': (lambda v: _real(v) and 0 <= v <= 1, 'a number in [0, 1]'),
     'lam': (lambda v: _real(v) and 0 <= v <= 1, 'a number in [0, 1]'),
     'omega': (lambda v: _real(v) and 0 < v <= 1, 'a number in (0, 1]'),
-    'penalty': (lambda v: _real(v) and v >= 0, 'a finite number >= 0'),
-    'success_reward': (lambda v: _real(v) and v > 0, 'a finite number > 0'),
+    'penalty': (lambda v: _real(v) and 0 <= v <= MAX_ABS_REWARD,
+                f'a number in [0, {MAX_ABS_REWARD:g}]'),
+    'success_reward': (lambda v: _real(v) and 0 < v <= MAX_ABS_REWARD,
+                       f'a number in (0, {MAX_ABS_REWARD:g}]'),
     'history': (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                 and 0 <= v <= 16, 'an integer in [0, 16]'),
 }
@@ -104,7 +113,8 @@ def validate_batch(group, state, next_state, reward, valid, mask) -> tuple[np.nd
     (group [B] int64, state [B, T] uint64, next_state [B, T] uint64,
     reward [B, T] float32, valid [B, T] bool, mask [B, T] bool).
   Raises:
-    ValueError: naming the argument and what was expected.
+    ValueError: naming the argument and what was expected; |reward| above
+      `MAX_ABS_REWARD` on a real step is an error.
   """
   mask = _array('mask', mask, 2, 'b', 'a [B, T] bool array')
   b, t = mask.shape
@@ -128,6 +138,11 @@ def validate_batch(group, state, next_state, reward, valid, mask) -> tuple[np.nd
   if bad.any():
     raise ValueError(f'reward must be finite on real steps; got {reward[bad][:3]} at '
                      f'[b, t] = {np.argwhere(bad)[:3].tolist()}.')
+  huge = mask & (np.abs(reward) > MAX_ABS_REWARD)
+  if huge.any():
+    raise ValueError(f'reward must lie in [-{MAX_ABS_REWARD:g}, {MAX_ABS_REWARD:g}] on real '
+                     f'steps (float32 normalization overflows beyond); got '
+                     f'{reward[huge][:3]} at [b, t] = {np.argwhere(huge)[:3].tolist()}.')
   return (group.astype(np.int64), state.astype(np.uint64), next_state.astype(np.uint64),
           np.where(mask, reward, 0).astype(np.float32), valid, mask)
 

@@ -18,7 +18,9 @@ def hgpo_advantages(reward: Array, valid: Array, mask: Array, graph: Graph, *,
   """HGPO advantages: weighted mean of per-level group advantages.
 
   Level k = 1..K+1 (K = `history`) groups the steps of a task group whose
-  last k state keys agree (`graph.context[k-1]`). At each level the step
+  last k state keys agree (`graph.context[k-1]`). A step t (0-based) has only
+  the levels k <= t+1: a window never reaches before the episode start, so
+  early steps average fewer levels (as the authors' code). At each level the step
   return G (as GiGPO) is normalized over groups of two or more steps with the
   population std (ddof=0); a step's non-zero level advantages are averaged
   with weights (k+1)^alpha (0 if none). `episode_weight` adds the episode
@@ -46,8 +48,10 @@ def hgpo_advantages(reward: Array, valid: Array, mask: Array, graph: Graph, *,
   g = step_returns(reward, valid, mask, gamma=gamma, penalty=penalty)
   total = jnp.zeros_like(g)
   weight = jnp.zeros_like(g)
+  step = jnp.arange(mask.shape[1])
   for level in range(history + 1):
-    a = segments.normalize(g, graph.context[level], mask, mask.size, norm=norm, ddof=0)
+    in_level = mask & (step >= level)              # the window fits in the episode
+    a = segments.normalize(g, graph.context[level], in_level, mask.size, norm=norm, ddof=0)
     w = jnp.where(a != 0, float(level + 2) ** alpha, 0.0)
     total, weight = total + w * a, weight + w
   a_hier = jnp.where(weight > 0, total / jnp.where(weight > 0, weight, 1.0), 0.0)

@@ -7,6 +7,7 @@ TextWorldExpress adapter costs nothing until asked for.
 """
 
 import importlib
+import inspect
 
 from g2po_jax.envs.base import BatchEnv, TimeStep, seed_split, split_seeds, split_words
 
@@ -23,13 +24,28 @@ _REGISTRY = {
 NAMES = tuple(_REGISTRY)
 
 
-def make(name: str, **kwargs) -> BatchEnv:
-  """Builds the environment `name` (see NAMES); kwargs override its preset."""
+def _entry(name: str):
   if name not in _REGISTRY:
     raise ValueError(f'unknown environment {name!r}; choose one of {", ".join(NAMES)}.')
   module, cls, preset = _REGISTRY[name]
-  env_cls = getattr(importlib.import_module(f'g2po_jax.envs.{module}'), cls)
+  return getattr(importlib.import_module(f'g2po_jax.envs.{module}'), cls), preset
+
+
+def make(name: str, **kwargs) -> BatchEnv:
+  """Builds the environment `name` (see NAMES); kwargs override its preset."""
+  env_cls, preset = _entry(name)
   return env_cls(**{**preset, **kwargs})
 
 
-__all__ = ['BatchEnv', 'NAMES', 'TimeStep', 'make', 'seed_split', 'split_seeds', 'split_words']
+def option_names(name: str) -> tuple[str, ...]:
+  """The keyword options `make(name, ...)` accepts (nothing is started)."""
+  env_cls, preset = _entry(name)
+  named = [p.name for p in inspect.signature(env_cls).parameters.values()
+           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+  # TextWorldExpress takes its game's parameters as **kwargs.
+  game = getattr(env_cls, 'PARAMS', {}).get(preset.get('game'), {})
+  return tuple(named) + tuple(game)
+
+
+__all__ = ['BatchEnv', 'NAMES', 'TimeStep', 'make', 'option_names', 'seed_split', 'split_seeds',
+           'split_words']

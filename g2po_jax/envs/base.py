@@ -138,6 +138,11 @@ class BatchEnv(abc.ABC):
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
+def normalize_action(action: str) -> str:
+  """How every environment reads an action: lower case, single spaces."""
+  return ' '.join(action.lower().split())
+
+
 def split_words(text: str) -> list[str]:
   """Splits text into the units of `vocabulary()`: word runs and punctuation.
 

@@ -787,7 +787,7 @@ class HouseholdEnv(base.BatchEnv):
         raise ValueError(f'actions[{i}] must be a str or None; got {raw!r}.')
       if w.won:
         raise ValueError(f'instance {i} is done; pass None as its action.')
-      action = ' '.join(raw.lower().split())
+      action = base.normalize_action(raw)
       observation, valid, changed = _apply(sc, w, action)
       if changed:
         w.won = _goal_met(sc, w)

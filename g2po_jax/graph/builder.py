@@ -34,8 +34,9 @@ class Graph(NamedTuple):
     next_node: [B, T] int32. Node of each step's next_state, in [0, N).
     node_group: [N] int32. Group owning each node; B on unused slots.
     context: [K+1, B, T] int32 or None. For HGPO: at level k (0-based) the id,
-      in [0, B*T), of the window (group, last k+1 state keys up to this step);
-      steps before the episode start are a distinct filler. None unless built
+      in [0, B*T), of the window (group, last k+1 state keys up to this step).
+      Steps t < k have no window at level k (it would reach before the
+      episode start); their id is 0 and HGPO skips them. None unless built
       with `history`.
   """
   group: np.ndarray
@@ -137,14 +138,15 @@ def build_graph(group: np.ndarray, state: np.ndarray, next_state: np.ndarray,
 
 def _window_ids(rows: np.ndarray, state: np.ndarray, mask: np.ndarray,
                 size: int) -> np.ndarray:
-  """[B, T] int32 dense ids of (group, depth, last `size` state keys)."""
+  """[B, T] int32 dense ids of (group, last `size` state keys); 0 at t < size-1."""
   b, t = mask.shape
   keys = state.astype(np.uint64)
-  columns = [rows[mask], np.minimum(np.arange(t) + 1, size)[None].repeat(b, 0)[mask]]
+  full = mask & (np.arange(t) >= size - 1)        # the window fits in the episode
+  columns = [rows[full]]
   for lag in range(size):
     shifted = np.zeros_like(keys)
     shifted[:, lag:] = keys[:, :t - lag]
-    columns.append(shifted[mask])
+    columns.append(shifted[full])
   out = np.zeros((b, t), np.int32)
-  out[mask] = dense_ids(*columns)[0]
+  out[full] = dense_ids(*columns)[0]
   return out

@@ -34,7 +34,7 @@ from g2po_jax.models import sharding
 
 Array = chex.Array
 
-_DTYPES = ('float32', 'bfloat16', 'float16')
+DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 # ----------------------------------------------------------------------------
@@ -100,8 +100,8 @@ class ModelConfig:
       raise ValueError(f'rope_theta and rms_norm_eps must be positive; got '
                        f'{self.rope_theta}, {self.rms_norm_eps}.')
     for name in ('dtype', 'param_dtype'):
-      if getattr(self, name) not in _DTYPES:
-        raise ValueError(f'{name} must be one of {_DTYPES}; got '
+      if getattr(self, name) not in DTYPES:
+        raise ValueError(f'{name} must be one of {DTYPES}; got '
                          f'{getattr(self, name)!r}.')
 
 

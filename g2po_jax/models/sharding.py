@@ -41,19 +41,26 @@ def make_mesh(data: int = -1, fsdp: int = 1,
   `jax.set_mesh` (jax 0.10's make_mesh defaults to Explicit axes).
   """
   devices = list(jax.devices() if devices is None else devices)
-  n = len(devices)
+  return jax.sharding.Mesh(np.asarray(devices).reshape(mesh_shape(data, fsdp, len(devices))),
+                           MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+
+
+def mesh_shape(data: int, fsdp: int, num_devices: int) -> tuple[int, int]:
+  """(data, fsdp) sizes of a mesh over `num_devices`; -1 on one axis: the rest.
+
+  Raises:
+    ValueError: a size below -1 or 0, two -1s, or sizes whose product is not
+      `num_devices`.
+  """
   if (data == -1) + (fsdp == -1) > 1 or min(data, fsdp) == 0 or min(data, fsdp) < -1:
     raise ValueError(f'data and fsdp must be positive, with at most one -1; '
                      f'got data={data}, fsdp={fsdp}.')
-  if data == -1:
-    data = n // fsdp
-  if fsdp == -1:
-    fsdp = n // data
-  if data * fsdp != n:
-    raise ValueError(f'mesh data={data} x fsdp={fsdp} does not use the {n} '
+  shape = (num_devices // fsdp if data == -1 else data,
+           num_devices // data if fsdp == -1 else fsdp)
+  if shape[0] * shape[1] != num_devices:
+    raise ValueError(f'mesh data={shape[0]} x fsdp={shape[1]} does not use the {num_devices} '
                      f'devices exactly.')
-  return jax.sharding.Mesh(np.asarray(devices).reshape(data, fsdp), MESH_AXES,
-                           axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  return shape
 
 
 def logical_spec(axes: Sequence[str | None]) -> P:

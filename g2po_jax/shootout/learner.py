@@ -166,9 +166,9 @@ def window_ids(state: Array, *, num_tasks: int, num_states: int, history: int,
                packed: bool | None = None) -> Array:
   """HGPO's context ids: level k groups steps whose last k+1 states agree.
 
-  Windows never mix tasks. Steps before the episode start are a filler
-  distinct from every state, so a window reaching before the start matches
-  only windows that start equally early, as in `graph.build_graph`.
+  Windows never mix tasks. Steps t < k have no window at level k (it would
+  reach before the episode start); their ids there are arbitrary and HGPO
+  skips them, as with `graph.build_graph`.
 
   Args:
     state: [B, T] int32 state ids in [0, num_states); rows are task-major
@@ -185,16 +185,17 @@ def window_ids(state: Array, *, num_tasks: int, num_states: int, history: int,
   b, t = state.shape
   if b % num_tasks:
     raise ValueError(f'B = {b} rows must split evenly into num_tasks = {num_tasks} groups.')
-  base = num_states + 1                                   # the filler is num_states
+  base = num_states
   m = b * t // num_tasks                                  # steps per task
   fits = base ** (history + 1) * m < _INT32_LIMIT
   if packed is None:
     packed = fits
   elif packed and not fits:
-    raise ValueError(f'packed=True needs (num_states + 1)**(history + 1) * steps per task '
+    raise ValueError(f'packed=True needs num_states**(history + 1) * steps per task '
                      f'< 2**31; got {base}**{history + 1} * {m}. Pass packed=False.')
-  columns = [jnp.pad(state, ((0, 0), (lag, 0)), constant_values=num_states)[:, :t]
-             .reshape(num_tasks, m) for lag in range(history + 1)]
+  # Lags reaching before the start read state 0: those windows are skipped.
+  columns = [jnp.pad(state, ((0, 0), (lag, 0)))[:, :t].reshape(num_tasks, m)
+             for lag in range(history + 1)]
   ranks = _sorted_window_ranks(columns, base, packed)                 # [n, M, K+1]
   ranks = ranks + (jnp.arange(num_tasks, dtype=jnp.int32) * m)[:, None, None]
   return jnp.moveaxis(ranks, -1, 0).reshape(history + 1, b, t)

@@ -17,7 +17,12 @@ What can be left on disk, and what happens to it (orbax 0.12.8, measured):
       then falls back to the step before, with a warning, and renames the bad
       step to <step>.unreadable/ so the resumed run can save that step again.
 Restore checks readability, not integrity: bytes flipped inside an array's
-data can restore without an error.
+data can restore without an error. When no step is readable, restore raises
+`CheckpointError` rather than start over and overwrite them.
+
+A save first checks that the disk has room for the state: on a full disk
+orbax's background threads fail with a dozen tracebacks (measured), while
+this stops with one `CheckpointError` naming the directory and the space.
 
 With several processes every process calls `save` and `restore_latest` (orbax
 writes each array shard once and the JSON record from process 0).
@@ -27,7 +32,11 @@ reads) is a Hugging Face Qwen2 directory plus the tokenizer's files, so a real
 Qwen2.5 checkpoint and our warm start load the same way.
 """
 
+import contextlib
+import errno
+import logging as std_logging
 import os
+import re
 import shutil
 
 from absl import logging
@@ -40,14 +49,34 @@ from g2po_jax.models import hf
 from g2po_jax.models import qwen2
 
 
+# Room a save needs beyond the state's bytes: orbax's metadata files.
+_SAVE_MARGIN_BYTES = 1 << 20
+
+
+class CheckpointError(RuntimeError):
+  """Checkpoints cannot be written or read; the message names the directory."""
+
+
+def _not_a_reported_write_failure(record: std_logging.LogRecord) -> bool:
+  """False for orbax's thread tracebacks of a failed write (an OS error):
+  the save raises that error, which Checkpointer reports in one line."""
+  error = record.exc_info[1] if record.exc_info else None
+  return not (error is not None and 'orbax' in record.pathname
+              and _os_error_code(error) is not None)
+
+
 class Checkpointer:
   """Saves and restores (state pytree, JSON record) pairs by iteration."""
 
   def __init__(self, directory: str, keep: int):
+    absl_logger = std_logging.getLogger('absl')
+    if _not_a_reported_write_failure not in absl_logger.filters:
+      absl_logger.addFilter(_not_a_reported_write_failure)
     self.directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True))
+    self._saving = None   # iteration of the save in flight
 
   def save(self, iteration: int, state, record: dict) -> None:
     """Starts an asynchronous save; `wait` (or the next save) completes it.
@@ -55,9 +84,22 @@ class Checkpointer:
     The device arrays are copied to host memory before this returns (orbax
     0.12.8 with default options does that inside `save`), so `state` may be
     donated to the next train step right away.
+
+    Raises:
+      CheckpointError: the disk lacks room for the state, or writing the
+        previous or this save failed with an OS error (e.g. disk full).
     """
-    self._manager.save(iteration, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
+    need = sum(x.nbytes for x in jax.tree.leaves(state)) + _SAVE_MARGIN_BYTES
+    free = shutil.disk_usage(self.directory).free
+    if distributed.agree_max([free < need])[0]:   # every process stops together
+      raise CheckpointError(
+          f'no room to save checkpoint {iteration} in {self.directory}: it needs about '
+          f'{need / 2**20:.1f} MiB and the disk has {free / 2**20:.1f} MiB free '
+          f'({os.strerror(errno.ENOSPC)}).')
+    with self._os_errors(iteration):
+      self._manager.save(iteration, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
+    self._saving = iteration
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -77,23 +119,26 @@ class Checkpointer:
         silently starting over and overwriting them).
     """
     steps = self.steps()
-    for i, step in enumerate(reversed(steps)):
+    unreadable = []                                  # (step, why), newest first
+    for step in reversed(steps):
       error = None
       try:
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), record=ocp.args.JsonRestore()))
       except Exception as e:  # orbax raises many types for damaged files
-        error = f'{type(e).__name__}: {str(e)[:300]}'
+        error = f'{type(e).__name__}: {" ".join(str(e).split())[:200]}'
       # A process that read its shards fine must not go on alone.
       if not distributed.agree_max([error is not None])[0]:
-        self._set_aside(steps[len(steps) - i:])
+        for bad, why in unreadable:
+          logging.warning('checkpoint %d in %s is unreadable (%s); fell back to checkpoint %d.',
+                          bad, self.directory, why, step)
+        self._set_aside([bad for bad, _ in unreadable])
         return out.state, out.record
-      logging.warning('checkpoint %d in %s is unreadable (%s); falling back to the one before.',
-                      step, self.directory, error or 'failed in another process')
+      unreadable.append((step, error or 'failed in another process'))
     if steps:
-      raise RuntimeError(
-          f'none of the checkpoints {steps} in {self.directory} is readable (see the warnings '
-          f'above). Move the directory away to start over.')
+      raise CheckpointError(
+          f'none of the checkpoints {steps} in {self.directory} is readable (checkpoint '
+          f'{steps[-1]}: {unreadable[0][1]}); move the directory away to start over.')
     return None
 
   def _set_aside(self, steps: list[int]) -> None:
@@ -112,8 +157,35 @@ class Checkpointer:
     self._manager.reload()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    with self._os_errors(self._saving):
+      self._manager.wait_until_finished()
     self._manager.close()
+
+  @contextlib.contextmanager
+  def _os_errors(self, iteration: int | None):
+    """Turns a failed write (an OS error, possibly wrapped by tensorstore)
+    into one CheckpointError; any other error propagates unchanged."""
+    try:
+      yield
+    except Exception as e:
+      code = _os_error_code(e)
+      if code is None:
+        raise
+      raise CheckpointError(f'saving checkpoint {iteration} in {self.directory} failed: '
+                            f'{os.strerror(code)} (errno {code}).') from e
+
+
+def _os_error_code(error: BaseException) -> int | None:
+  """The errno behind an error or its causes; tensorstore writes it into the
+  message as os_error_code='N'."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno:
+      return error.errno
+    match = re.search(r"os_error_code='(\d+)'", str(error))
+    if match:
+      return int(match.group(1))
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def save_policy(directory: str, model: qwen2.Qwen2, tokenizer: tokenizers.Tokenizer) -> None:
@@ -129,6 +201,24 @@ def save_policy(directory: str, model: qwen2.Qwen2, tokenizer: tokenizers.Tokeni
   tokenizer.save(partial)
   shutil.rmtree(directory, ignore_errors=True)
   os.replace(partial, directory)
+
+
+def check_policy(directory: str) -> None:
+  """Checks, without loading weights, that `directory` is a policy directory.
+
+  Raises:
+    ValueError: naming what is missing or wrong.
+  """
+  if not os.path.exists(directory):
+    raise ValueError(f'{directory!r} does not exist.')
+  hf.load_config(directory)                     # reads config.json only
+  if not any(os.path.isfile(os.path.join(directory, f)) for f in (hf.WEIGHTS_FILE,
+                                                                  hf.INDEX_FILE)):
+    raise ValueError(f'{directory!r} has neither {hf.WEIGHTS_FILE} nor {hf.INDEX_FILE}.')
+  if not any(os.path.isfile(os.path.join(directory, f)) for f in (
+      tokenizers.WordTokenizer.FILE, tokenizers.HFTokenizer.FILE)):
+    raise ValueError(f'{directory!r} holds no tokenizer ({tokenizers.WordTokenizer.FILE} or '
+                     f'{tokenizers.HFTokenizer.FILE}).')
 
 
 def load_policy(directory: str, *, mesh: jax.sharding.Mesh | None = None,

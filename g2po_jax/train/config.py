@@ -1,17 +1,28 @@
-"""Up-front validation of a training config, and values derived from it.
+"""Loading a training config from the command line, and validating it up front.
 
 Every check names the config key, so a bad run stops in one line before any
 environment starts or anything compiles. Derived values are returned, never
 written back into the config (the logged config describes the run).
 """
 
+import ast
+from collections.abc import Sequence
+import difflib
+import importlib.util
 import math
+import os
 
+from absl import flags
+from absl import logging
 import ml_collections as mlc
 
 from g2po_jax import credit
 from g2po_jax import envs
 from g2po_jax import protocol
+from g2po_jax import tokenizers
+from g2po_jax.models import qwen2
+from g2po_jax.models import sharding
+from g2po_jax.train import checkpoint
 
 ESTIMATORS = tuple(credit.ESTIMATORS) + ('ppo',)
 # Options of PPO-with-critic's GAE, read from the same credit keys.
@@ -20,6 +31,126 @@ _PPO_OPTIONS = ('gamma', 'lam')
 
 class ConfigError(ValueError):
   """A config value is invalid; the message names the key."""
+
+
+# --- From the command line ---------------------------------------------------
+
+OVERRIDE_PREFIX = '--config.'
+# Sections holding an environment's own options: overrides may add keys
+# there, and `validate` checks them against the environment.
+_OPEN_SECTIONS = ('env.kwargs',)
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """(argv without its --config.KEY=VALUE args, those args as 'KEY=VALUE')."""
+  rest = [a for a in argv if not a.startswith(OVERRIDE_PREFIX)]
+  overrides = [a[len(OVERRIDE_PREFIX):] for a in argv if a.startswith(OVERRIDE_PREFIX)]
+  return rest, overrides
+
+
+def parse_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+  """A `flags_parser` for `app.run`: absl parses the flags, `load` later
+  applies the --config.KEY=VALUE overrides. Returns (argv absl left, overrides)."""
+  rest, overrides = split_overrides(argv)
+  return flags.FLAGS(rest), overrides
+
+
+def load(spec: str, overrides: Sequence[str] = ()) -> mlc.ConfigDict:
+  """The locked config of `--config=spec` with 'KEY=VALUE' overrides applied.
+
+  Args:
+    spec: 'path/to/config.py' or 'path/to/config.py:ARG'; the file's
+      `get_config(ARG)` builds the config (big_vision style).
+    overrides: 'dotted.key=value' texts, applied in order; a value is parsed
+      as the type the config gives the key.
+  Raises:
+    ConfigError: a missing file or get_config, a bad ARG (the configs'
+      `parse_arg` raises ConfigError), an unknown key (with the closest known
+      key) or a value that does not parse as the key's type.
+  """
+  path, colon, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ConfigError(f'--config: there is no config file {path!r}.')
+  module_spec = importlib.util.spec_from_file_location('experiment_config', path)
+  if module_spec is None:
+    raise ConfigError(f'--config: {path!r} is not a Python file.')
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not callable(getattr(module, 'get_config', None)):
+    raise ConfigError(f'--config: {path} has no get_config function.')
+  c = module.get_config(arg) if colon else module.get_config()
+  if not isinstance(c, mlc.ConfigDict):
+    raise ConfigError(f'--config: {path}:get_config returned a {type(c).__name__}, '
+                      'not a ConfigDict.')
+  for item in overrides:
+    key, eq, text = item.partition('=')
+    if not eq:
+      raise ConfigError(f'--config.{key} needs a value: --config.{key}=VALUE.')
+    _override(c, key, text)
+  return c.lock()
+
+
+def _did_you_mean(name: str, choices: Sequence[str], prefix: str = '') -> str:
+  """'; did you mean PREFIX+closest?' or, with nothing close, the choices."""
+  close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+  if close:
+    return f'; did you mean {prefix + close[0]!r}?'
+  return f'; it has {", ".join(choices)}.' if choices else '; it is empty.'
+
+
+def _override(c: mlc.ConfigDict, key: str, text: str) -> None:
+  """Sets c[key] from its command-line text."""
+  parts = key.split('.')
+  node = c
+  for depth, part in enumerate(parts[:-1]):
+    if part not in node:
+      raise _unknown_key(node, parts, depth)
+    node = node[part]
+    if not isinstance(node, mlc.ConfigDict):
+      raise ConfigError(f'unknown config key {key!r}: {".".join(parts[:depth + 1])} is a '
+                        'value, not a section.')
+  name = parts[-1]
+  if name not in node and '.'.join(parts[:-1]) not in _OPEN_SECTIONS:
+    raise _unknown_key(node, parts, len(parts) - 1)
+  kind = node.get_type(name) if name in node else object
+  if kind is mlc.ConfigDict:
+    raise ConfigError(f'{key} is a section; set its keys one by one '
+                      f'({OVERRIDE_PREFIX}{key}.KEY=VALUE).')
+  try:
+    node[name] = _parse(text, kind)
+  except (TypeError, ValueError):
+    raise ConfigError(f'{key}={text!r}: {key} takes a value of type {kind.__name__}.'
+                      ) from None
+
+
+def _unknown_key(node: mlc.ConfigDict, parts: list[str], depth: int) -> ConfigError:
+  where = '.'.join(parts[:depth])
+  return ConfigError(f'unknown config key {".".join(parts)!r}: {where or "the config"} has '
+                     f'no {parts[depth]!r}'
+                     + _did_you_mean(parts[depth], list(node), f'{where}.' if where else ''))
+
+
+_BOOLS = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}
+
+
+def _parse(text: str, kind: type):
+  """`text` as a value of `kind`: bool, int, float, str; else a Python literal
+  (a bare word stays a string)."""
+  if kind is bool:
+    if text.lower() not in _BOOLS:
+      raise ValueError(text)
+    return _BOOLS[text.lower()]
+  if kind in (int, float, str):
+    return kind(text)
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if kind in (tuple, list):
+    if not isinstance(value, (tuple, list)):
+      raise ValueError(text)
+    value = kind(value)
+  return value
 
 
 def _positive_int(c: mlc.ConfigDict, key: str) -> None:
@@ -34,7 +165,7 @@ def _number(c: mlc.ConfigDict, key: str, lo: float, hi: float = math.inf,
   ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
         and math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi)
   if not ok:
-    bound = f'({lo}, {hi}]' if lo_open else f'[{lo}, {hi}]'
+    bound = f'({lo:g}, {hi:g}]' if lo_open else f'[{lo:g}, {hi:g}]'
     raise ConfigError(f'{key} must be a number in {bound}; got {value!r}.')
 
 
@@ -75,9 +206,9 @@ def action_ratio(c: mlc.ConfigDict) -> bool:
 
 def validate(c: mlc.ConfigDict) -> None:
   """Raises ConfigError naming the first bad key."""
-  for key in ('seed',):
-    if not isinstance(_get(c, key), int):
-      raise ConfigError(f'{key} must be an integer; got {_get(c, key)!r}.')
+  seed = _get(c, 'seed')
+  if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+    raise ConfigError(f'seed must be an integer in [0, 2**31); got {seed!r}.')
   for key in ('num_iterations', 'env.max_steps', 'rollout.num_tasks', 'rollout.group_size',
               'rollout.prompt_len', 'rollout.max_new_tokens', 'ppo.epochs', 'ppo.minibatch_size',
               'ppo.max_bad_steps', 'ppo.logit_chunk', 'eval.num_tasks', 'log_every', 'ckpt.every', 'ckpt.keep'):
@@ -89,6 +220,11 @@ def validate(c: mlc.ConfigDict) -> None:
       raise ConfigError(f'{key} must be an integer >= 0; got {value!r}.')
   if c.env.name not in envs.NAMES:
     raise ConfigError(f'env.name must be one of {", ".join(envs.NAMES)}; got {c.env.name!r}.')
+  options = envs.option_names(c.env.name)
+  for key in c.env.kwargs:
+    if key not in options:
+      raise ConfigError(f'env.kwargs.{key}: {c.env.name} has no option {key!r}'
+                        + _did_you_mean(key, options, 'env.kwargs.'))
   if c.rollout.history >= c.env.max_steps:
     raise ConfigError(f'rollout.history ({c.rollout.history}) must be shorter than an '
                       f'episode (env.max_steps = {c.env.max_steps}).')
@@ -115,7 +251,7 @@ def validate(c: mlc.ConfigDict) -> None:
   _number(c, 'rollout.temperature', 0.0, 10.0)
   _number(c, 'rollout.top_p', 0.0, 1.0, lo_open=True)
   _number(c, 'eval.temperature', 0.0, 10.0)
-  _number(c, 'credit.success_reward', 0.0, lo_open=True)
+  _number(c, 'credit.success_reward', 0.0, credit.MAX_ABS_REWARD, lo_open=True)
   _number(c, 'optim.lr', 0.0, 1.0, lo_open=True)
   _number(c, 'optim.b1', 0.0, 1.0)
   _number(c, 'optim.b2', 0.0, 1.0)
@@ -129,7 +265,55 @@ def validate(c: mlc.ConfigDict) -> None:
     _positive_int(c, 'mesh.data')
   if c.mesh.fsdp != -1:
     _positive_int(c, 'mesh.fsdp')
+  _validate_model(c)
   _validate_credit(c)
+  if c.rollout.group_size == 1 and c.credit.name != 'ppo':
+    logging.warning('rollout.group_size=1: %s compares the attempts at a task with each other, '
+                    'so one attempt per task gives it nothing to compare.', c.credit.name)
+
+
+def warn_if_prompts_lose_the_task(c: mlc.ConfigDict, env: envs.BatchEnv,
+                                  tokenizer: tokenizers.Tokenizer,
+                                  prompts: protocol.Protocol) -> None:
+  """Warns when rollout.prompt_len cannot hold a task's first prompt.
+
+  A prompt too long even without history is cut from the left, so the task
+  line goes first: the policy never sees the task it is asked to solve.
+  """
+  step = env.reset(envs.split_seeds('eval', 1))[0]
+  prompt = prompts.prompt(tokenizer, task=step.task, history=[], observation=step.observation,
+                          admissible=step.admissible, step=0, max_history=0)
+  length = len(tokenizer.encode(prompt))
+  if length > c.rollout.prompt_len:
+    logging.warning('rollout.prompt_len=%d is shorter than the first prompt of a task (%d '
+                    'tokens): prompts are cut from the left, so they lose the task line.',
+                    c.rollout.prompt_len, length)
+
+
+def validate_here(c: mlc.ConfigDict, num_devices: int) -> None:
+  """Checks what depends on the machine a run starts on (`validate` does not,
+  so a sweep can print commands for another machine): that the mesh covers
+  the `num_devices` devices, and that model.init_from is a policy directory.
+  """
+  try:
+    sharding.mesh_shape(c.mesh.data, c.mesh.fsdp, num_devices)
+  except ValueError as e:
+    raise ConfigError(f'mesh.data={c.mesh.data}, mesh.fsdp={c.mesh.fsdp}: {e}') from None
+  if c.model.init_from is not None:
+    try:
+      checkpoint.check_policy(c.model.init_from)
+    except ValueError as e:
+      raise ConfigError(f'model.init_from: {e}') from None
+
+
+def _validate_model(c: mlc.ConfigDict) -> None:
+  if c.model.preset not in qwen2.PRESETS:
+    raise ConfigError(f'model.preset must be one of {", ".join(qwen2.PRESETS)}; got '
+                      f'{c.model.preset!r}.')
+  for key in ('model.dtype', 'model.param_dtype'):
+    if _get(c, key) not in qwen2.DTYPES:
+      raise ConfigError(f'{key} must be one of {", ".join(qwen2.DTYPES)}; got '
+                        f'{_get(c, key)!r}.')
 
 
 def validate_for_mesh(c: mlc.ConfigDict, batch_shards: int, num_processes: int) -> None:

@@ -41,6 +41,7 @@ from g2po_jax.train import metrics as metrics_lib
 from g2po_jax.train import policy as policy_lib
 from g2po_jax.train import rollout
 from g2po_jax.train import step as step_lib
+from g2po_jax.train import workdir as workdir_lib
 
 P = jax.sharding.PartitionSpec
 NamedSharding = jax.sharding.NamedSharding
@@ -116,6 +117,7 @@ class Run:
   ckpt: ckpt_lib.Checkpointer
   writer: metrics_lib.Writer
   preemption: _Preemption
+  lock: workdir_lib.Lock | None      # the workdir's lock (process 0)
   start: int                         # the first iteration to run
   bad_in_a_row: int = 0              # non-finite updates in a row so far
 
@@ -131,10 +133,12 @@ class Run:
 def setup(c: mlc.ConfigDict, workdir: str) -> Run:
   """Checks the config, builds the run and resumes `workdir` if it holds checkpoints."""
   config_lib.validate(c)
+  config_lib.validate_here(c, jax.device_count())
   if '://' in workdir:
     raise config_lib.ConfigError(
         f'--workdir must be a filesystem path (every process of a multi-host run sees it '
         f'at the same path, e.g. NFS or a bucket mounted with gcsfuse); got {workdir!r}.')
+  lock = workdir_lib.prepare(workdir, lock=jax.process_index() == 0)
   unused = config_lib.unused_credit_options(c)
   if unused:
     logging.warning('credit options %s do not apply to %r and are ignored.', unused,
@@ -176,6 +180,7 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
     policy.tokenizer.save(os.path.join(workdir, 'tokenizer'))
 
   protocol = make_protocol(c, policy.tokenizer)
+  config_lib.warn_if_prompts_lose_the_task(c, env, policy.tokenizer, protocol)
   stop_ids, stop_table = stopping.for_protocol(policy.tokenizer, protocol)
   sample_config = sampling.SamplingConfig(
       max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
@@ -205,7 +210,7 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
                                            stop_table=stop_table,
                                            share_prompts=c.rollout.share_prompts),
              train_step=train_step, advantage_fn=advantage_fn, values_fn=values_fn,
-             ckpt=ckpt, writer=writer, preemption=preemption, start=start)
+             ckpt=ckpt, writer=writer, preemption=preemption, lock=lock, start=start)
 
 
 def make_protocol(c: mlc.ConfigDict, tokenizer) -> protocol_lib.Protocol:
@@ -388,6 +393,8 @@ def train(c: mlc.ConfigDict, workdir: str) -> dict[str, float]:
     run.ckpt.close()
     run.writer.close()
     run.env.close()
+    if run.lock is not None:
+      run.lock.release()
   # Equal in every process when the parameters are replicated over processes
   # (mesh.fsdp within one host): a check that replicas did not drift apart.
   logging.info('parameter digest of process %d of %d: %s', jax.process_index(),

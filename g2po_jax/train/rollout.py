@@ -187,7 +187,7 @@ def _assemble(seeds, task_types, env_reward, success_reward, valid, format_error
   texts = np.full((b, t + 1), '', dtype=object)
   for i, k in enumerate(keys):
     texts[i, :len(k)] = k
-  hashed = graph_lib.hash_strings(texts.astype(str))
+  hashed = graph_lib.hash_strings(texts)
   samples.sort(key=lambda s: (s[0], s[1]))
   s = len(samples)
   n = samples[0][3].shape[0] if samples else 1

@@ -191,9 +191,9 @@ def hgpo(x: Batch, norm='mean_std_norm', gamma=0.95, penalty=0.1, history=2, alp
   for k in range(1, history + 2):
     def key(r, k=k):
       b, t = r
-      window = tuple(x.state[b][i] if i >= 0 else None for i in range(t - k + 1, t + 1))
-      return (x.group[b], window)
-    adv = _norm_sets(x.rows, key, g.get, norm, ddof=0)
+      return (x.group[b], tuple(x.state[b][t - k + 1:t + 1]))
+    # Level k only for steps t >= k - 1: a window never reaches before the start.
+    adv = _norm_sets([r for r in x.rows if r[1] >= k - 1], key, g.get, norm, ddof=0)
     for r, a in adv.items():
       if a != 0:
         total[r] += (k + 1) ** alpha * a

@@ -139,3 +139,43 @@ def test_bad_input_raises_value_error(change, match):
 def test_hgpo_history_option_validated():
   with pytest.raises(ValueError, match="option 'history' of 'hgpo'"):
     credit.estimate('hgpo', **GOOD, history=-1)
+
+
+@pytest.mark.parametrize('scale', [1e20, 1e38, 1e39])
+def test_huge_rewards_are_rejected(scale):
+  with pytest.raises(ValueError, match=r'reward must lie in \[-1e\+09, 1e\+09\]'):
+    credit.estimate('g2po', **dict(GOOD, reward=GOOD['reward'] * scale))
+
+
+@pytest.mark.parametrize('option', ['success_reward', 'penalty'])
+def test_huge_reward_options_are_rejected(option):
+  with pytest.raises(ValueError, match=f"option '{option}' of 'g2po' must be a number in"):
+    credit.estimate('g2po', **GOOD, **{option: 1e30})
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_rewards_at_the_bound_keep_their_advantages(name):
+  """Scaling rewards, success_reward and penalty to the bound keeps every
+  advantage (mean_std_norm is scale-free; RLOO scales with the rewards)."""
+  rng = np.random.default_rng(0)
+  b, t = 256, 48
+  lengths = rng.integers(1, t + 1, b)
+  mask = np.arange(t) < lengths[:, None]
+  state = rng.integers(0, 6, (b, t))
+  reward = rng.choice([0.0, 0.0, 0.5, 1.0], (b, t)) / 20
+  reward[np.arange(b), lengths - 1] += np.where(rng.random(b) < 0.5, 1.0, 0.0)
+  reward /= reward.max()                                   # the largest reward is 1
+  batch = dict(group=np.repeat(np.arange(32), 8), state=state, mask=mask,
+               next_state=np.concatenate([state[:, 1:], rng.integers(0, 8, (b, 1))], 1),
+               valid=rng.random((b, t)) < 0.8)
+  options = credit.estimator_options(name)
+  scaled = {k: v for k, v in dict(success_reward=1.0, penalty=0.01).items() if k in options}
+  small = _estimate_with(name, dict(batch, reward=reward), scaled)
+  top = credit.MAX_ABS_REWARD
+  big = _estimate_with(name, dict(batch, reward=reward * top),
+                       {k: v * top for k, v in scaled.items()})
+  np.testing.assert_allclose(big / (top if name == 'rloo' else 1.0), small, atol=5e-3)
+
+
+def _estimate_with(name, batch, options):
+  return np.asarray(credit.estimate(name, **batch, **options))

@@ -50,3 +50,20 @@ def test_worked_example_intermediates():
 def test_all_fail_group_is_zero(name):
   batch = dict(EXAMPLE, reward=np.zeros((4, 2), np.float32))
   np.testing.assert_array_equal(np.asarray(credit.estimate(name, **batch)), 0.0)
+
+
+def test_hgpo_early_steps_use_only_the_levels_that_fit():
+  """HGPO at step t averages only levels k <= t+1 (spec 7), by hand.
+
+  Trajectories A->A (returns 1, 1) and A->B (returns 0, 0), history 1,
+  mean_norm, gamma 1. Level 1 groups A's three visits (mean 2/3): +1/3, +1/3,
+  -2/3; B is alone. Level 2 exists only at t = 1, where (A, A) and (A, B) are
+  singletons. A filler window before the start would instead group the two
+  t = 0 steps at level 2 (+-0.5) and give 0.4333 and -0.5667 there.
+  """
+  batch = dict(group=np.zeros(2, np.int32), state=np.array([[A, A], [A, B]]),
+               next_state=np.array([[A, END], [B, END]]),
+               reward=np.array([[0, 1], [0, 0]], np.float32),
+               valid=np.ones((2, 2), bool), mask=np.ones((2, 2), bool))
+  adv = np.asarray(credit.estimate('hgpo', **batch, history=1, norm='mean_norm', gamma=1.0))
+  np.testing.assert_allclose(adv, [[1 / 3, 1 / 3], [-2 / 3, 0]], atol=1e-6)

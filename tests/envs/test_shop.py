@@ -23,16 +23,38 @@ _SEEDS = [int(s) for s in base.split_seeds('train', 200)]
 
 
 def _play(env, seeds, policy, max_steps=15):
-  """Runs `policy(env)` to the end; returns each instance's list of TimeSteps."""
+  """Runs `policy(env, latest TimeSteps)` to the end; returns each instance's
+  list of TimeSteps."""
   runs = [[ts] for ts in env.reset(seeds)]
   for _ in range(max_steps):
-    actions = policy(env)
+    actions = policy(env, [run[-1] for run in runs])
     if all(a is None for a in actions):
       break
     for run, ts in zip(runs, env.step(actions)):
       if ts is not None:
         run.append(ts)
   return runs
+
+
+def _oracle(env, latest):
+  del latest
+  return env.oracle_actions()
+
+
+def _noisy_oracle(noise, rng):
+  """A policy: the oracle's action, or with probability `noise` a random
+  admissible one (on the search page, a search for some instruction words)."""
+  def policy(env, latest):
+    actions = env.oracle_actions()
+    for i, ts in enumerate(latest):
+      if actions[i] is None or rng.random() >= noise:
+        continue
+      actions[i] = ts.admissible[rng.integers(len(ts.admissible))]
+      if actions[i] == env_lib.SEARCH:
+        words = np.array(ts.task.split())
+        actions[i] = f'search[{" ".join(words[rng.random(len(words)) < 0.5])}]'
+    return actions
+  return policy
 
 
 def _reference_bm25(docs, query, k1=0.9, b=0.4):
@@ -203,7 +225,7 @@ class ShopEnvTest(parameterized.TestCase):
   def test_oracle_always_buys_a_perfect_product(self, name):
     env = envs.make(name)
     self.assertEqual(env.max_steps, 15)
-    for run in _play(env, _SEEDS, lambda e: e.oracle_actions()):
+    for run in _play(env, _SEEDS, _oracle):
       self.assertTrue(run[-1].done and run[-1].won)
       self.assertEqual(run[-1].reward, 1.0)
       self.assertTrue(all(ts.valid for ts in run))
@@ -213,13 +235,12 @@ class ShopEnvTest(parameterized.TestCase):
   @pytest.mark.slow
   def test_oracle_on_a_100k_catalogue(self):
     env = env_lib.ShopEnv('full', num_products=100_000)
-    for run in _play(env, _SEEDS, lambda e: e.oracle_actions()):
+    for run in _play(env, _SEEDS, _oracle):
       self.assertTrue(run[-1].won)
 
   def test_same_seeds_and_actions_give_identical_timesteps(self):
     def noisy(seed):
-      rng = np.random.default_rng(seed)
-      return lambda e: e.noisy_oracle_actions(0.5, rng)
+      return _noisy_oracle(0.5, np.random.default_rng(seed))
     seeds = _SEEDS[:40] * 2
     first = _play(env_lib.ShopEnv('small'), seeds, noisy(1))
     self.assertEqual(first, _play(env_lib.ShopEnv('small'), seeds, noisy(1)))
@@ -243,9 +264,9 @@ class ShopEnvTest(parameterized.TestCase):
     start = env.reset([5])[0]
     results = env.step(env.oracle_actions())[0]
     bad_actions = [
-        (start, ['click[buy now]', 'search[unclosed', 'buy it', 'Search[shoes]']),
+        (start, ['click[buy now]', 'search[unclosed', 'buy it', 'searches[shoes]']),
         (results, ['search[shoes]', 'click[B0-00-00-00]', 'click[buy now]',
-                   'click[Back to Search]']),
+                   'click[back to searc]', 'click [back to search]']),
     ]
     for before, actions in bad_actions:
       env.reset([5])
@@ -304,23 +325,43 @@ class ShopEnvTest(parameterized.TestCase):
     self.assertEqual(item_again.state_key, item.state_key)   # selection cleared
     self.assertEqual(env.step([env_lib.BACK])[0].state_key, start.state_key)
 
-  def test_noisy_oracle(self):
+  def test_random_admissible_actions_are_valid(self):
     env = env_lib.ShopEnv('small')
-    env.reset(_SEEDS[:50])
     rng = np.random.default_rng(0)
-    self.assertEqual(env.noisy_oracle_actions(0.0, rng), env.oracle_actions())
-    for run in _play(env, _SEEDS[:50], lambda e: e.noisy_oracle_actions(1.0, rng)):
+    for run in _play(env, _SEEDS[:50], _noisy_oracle(1.0, rng)):
       self.assertTrue(all(ts.valid for ts in run))
-    with self.assertRaisesRegex(ValueError, 'noise'):
-      env.noisy_oracle_actions(1.5, rng)
+
+  def test_actions_ignore_case_and_spacing_as_in_household(self):
+    env = env_lib.ShopEnv('small')
+    env.reset([5])
+    oracle = env.oracle_actions()[0]                      # a search
+    expected = env.step([oracle])[0]
+    env.reset([5])
+    shouted = env.step(['  ' + oracle.upper().replace(' ', '   ') + ' '])[0]
+    self.assertTrue(shouted.valid)
+    self.assertEqual(shouted.state_key, expected.state_key)
+    asin = next(a for a in shouted.admissible if a.startswith('click[B0'))
+    item = env.step([asin.lower()])[0]                    # ASINs are upper case
+    self.assertTrue(item.valid)
+    self.assertIn(env_lib.BUY, item.admissible)           # on the item page
+    back = env.step(['Click[Back To  Search]'])[0]
+    self.assertTrue(back.valid)
+    self.assertEqual(back.admissible, (env_lib.SEARCH,))
+
+  @parameterized.parameters((3,), (1.5,), (b'click[buy now]',), (('search[x]',),), (['a'],))
+  def test_a_non_string_action_is_a_value_error(self, action):
+    env = env_lib.ShopEnv('small')
+    env.reset([5, 6])
+    with self.assertRaisesRegex(ValueError, r'actions\[1\] must be a str or None; got'):
+      env.step([None, action])
 
   def test_vocabulary_covers_every_written_text(self):
     env = env_lib.ShopEnv('small')
     vocab = set(env.vocabulary())
     self.assertLess(len(vocab), 1500)
     rng = np.random.default_rng(0)
-    runs = _play(env, _SEEDS[:100], lambda e: e.noisy_oracle_actions(0.5, rng))
-    runs += _play(env, _SEEDS[:100], lambda e: e.oracle_actions())
+    runs = _play(env, _SEEDS[:100], _noisy_oracle(0.5, rng))
+    runs += _play(env, _SEEDS[:100], _oracle)
     for ts in (ts for run in runs for ts in run):
       for text in (ts.observation, ts.task, ts.state_key, *ts.admissible):
         self.assertContainsSubset(base.split_words(text), vocab, text)

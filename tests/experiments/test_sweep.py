@@ -59,10 +59,10 @@ def test_fixed_overrides_reach_every_member(tmp_path, repo_cwd):
 
 
 @pytest.mark.parametrize('fixed, match', [
-    ({'model.init_fro': 'x'}, 'Did you mean "init_from"'),
+    ({'model.init_fro': 'x'}, "did you mean 'model.init_from'"),
     ({'num_iterations': 'many'}, 'num_iterations'),
     ({'seed': '3'}, 'which the sweep also varies'),
-    ({'rollout.temperature': '-1.0'}, r'rollout.temperature must be a number in \[0.0, 10.0\]'),
+    ({'rollout.temperature': '-1.0'}, r'rollout.temperature must be a number in \[0, 10\]'),
 ])
 def test_invalid_members_stop_the_sweep(tmp_path, repo_cwd, fixed, match):
   with pytest.raises(sweep.SweepError, match=match):

@@ -50,7 +50,9 @@ def test_history_contexts():
   assert level1[0, 2] == level1[1, 2] == level1[2, 2]          # same state C
   assert level2[0, 2] == level2[1, 2]                          # same (B, C)
   assert level3[0, 2] != level3[1, 2] and level3[0, 2] == level3[2, 2]
-  assert level3[0, 0] != level3[0, 1]                          # fillers differ by depth
+  assert level2[0, 1] == level2[2, 1] != level2[1, 1]          # (A, B) vs (D, B)
+  # No window reaches before the episode start: those steps get id 0.
+  assert (level2[:, 0] == 0).all() and (level3[:, :2] == 0).all()
 
 
 def test_stats():

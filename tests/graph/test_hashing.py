@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from g2po_jax.graph import hash_strings, hash_tokens, mix
+from g2po_jax.graph import hash_strings, hash_tokens, hashing, mix
 
 
 def test_padding_never_changes_the_key():
@@ -52,6 +53,58 @@ def test_strings():
   assert hash_strings(np.array([['a', 'bb']])).shape == (1, 2)
   # A string's key does not depend on the longest string of its batch.
   assert hash_strings(['look'])[0] == hash_strings(['look', 'x' * 9000])[0]
+  # Nor on whether the batch is all ASCII (the fast path) or not.
+  assert hash_strings(['look'])[0] == hash_strings(['look', 'café'])[0]
+
+
+def test_every_form_of_input_gives_the_same_keys():
+  texts = [['You see a mug 1.', 'café'], ['', 'x' * 20]]
+  keys = hash_strings(texts)
+  assert keys.shape == (2, 2) and keys.dtype == np.uint64
+  np.testing.assert_array_equal(hash_strings(np.array(texts)), keys)             # unicode dtype
+  np.testing.assert_array_equal(hash_strings(np.array(texts, dtype=object)), keys)
+  np.testing.assert_array_equal(hash_strings(sum(texts, [])), keys.ravel())
+  assert hash_strings([]).shape == (0,) and hash_strings(np.zeros((2, 0), str)).shape == (2, 0)
+
+
+def test_keys_do_not_depend_on_the_blocks(monkeypatch):
+  rng = np.random.default_rng(3)
+  texts = [''.join(rng.choice(list('ab é'), rng.integers(0, 300))) for _ in range(500)]
+  keys = hash_strings(texts)
+  monkeypatch.setattr(hashing, '_BLOCK_BYTES', 64)
+  np.testing.assert_array_equal(hash_strings(texts), keys)
+  np.testing.assert_array_equal(hash_strings(texts[::-1]), keys[::-1])
+
+
+def test_single_character_changes_change_the_string_key():
+  base = 'You are in the middle of a room. ' * 20
+  variants = [base] + [base[:i] + chr(ord(base[i]) ^ 1) + base[i + 1:] for i in range(len(base))]
+  variants += [base[:i] + base[i + 1:] for i in range(len(base))]           # one deleted
+  variants += [base[:i] + '\0' + base[i:] for i in range(len(base))]       # one NUL added
+  assert len(set(hash_strings(variants).tolist())) == len(set(variants))
+
+
+def test_no_collisions_among_many_random_strings():
+  rng = np.random.default_rng(4)
+  texts = {''.join(rng.choice(list('ab1 '), rng.integers(0, 24))) for _ in range(200_000)}
+  assert len(set(hash_strings(list(texts)).tolist())) == len(texts)
+
+
+def test_strings_are_hashed_without_a_fixed_width_copy():
+  """One long text must not make every short one as wide (numpy 'U' arrays
+  take 4 bytes per character of the longest string for every row)."""
+  texts = ['x' * 200_000] + ['go to cabinet 1'] * 2000
+  tracemalloc.start()
+  hash_strings(texts)
+  peak = tracemalloc.get_traced_memory()[1]
+  tracemalloc.stop()
+  assert peak < 4 * sum(map(len, texts)), peak
+
+
+def test_non_strings_are_a_value_error():
+  for bad in (['a', 3], ['a', b'b'], [['a'], ['b', 'c']]):
+    with pytest.raises(ValueError, match='strings must all be str'):
+      hash_strings(bad)
 
 
 def test_keys_are_stable_across_processes():

@@ -1,4 +1,8 @@
-"""A training config small enough to compile and run in seconds."""
+"""A training config small enough to compile and run in seconds, and a tiny disk."""
+
+import os
+import shutil
+import subprocess
 
 import ml_collections as mlc
 
@@ -76,3 +80,21 @@ def follows_oracle(monkeypatch) -> None:
   """Makes the trainer's environments `FollowsOracle`."""
   make = envs.make
   monkeypatch.setattr(envs, 'make', lambda name, **kw: FollowsOracle(make(name, **kw)))
+
+
+def tmpfs_command(command: str, mountpoint: str, size: str = '96k',
+                  read_only: bool = False) -> list[str] | None:
+  """argv running shell `command` with a fresh tmpfs of `size` at `mountpoint`.
+
+  The mount lives in a user and mount namespace of its own (no root needed,
+  nothing outside changes), so a test can fill a disk or make it read-only.
+  None where this kernel does not allow unprivileged namespaces.
+  """
+  if shutil.which('unshare') is None:
+    return None
+  os.makedirs(mountpoint, exist_ok=True)
+  prefix = ['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c']
+  mount = f'mount -t tmpfs -o size={size}{",ro" if read_only else ""} tmpfs {mountpoint}'
+  if subprocess.run(prefix + [mount], capture_output=True).returncode:
+    return None
+  return prefix + [f'{mount} && {command}']

@@ -26,9 +26,10 @@ Actions. On the search page the one admissible entry is the literal
 catalogue by BM25 over titles and attributes. Elsewhere the admissible actions
 are the page's buttons: 'click[back to search]', 'click[< prev]',
 'click[next >]', 'click[<asin>]', 'click[<option value>]',
-'click[description]', 'click[features]', 'click[buy now]'. Clicks must match
-an admissible entry exactly (case included; surrounding whitespace is
-ignored). Entering an item clears its option selection; '< Prev' from
+'click[description]', 'click[features]', 'click[buy now]'. Actions are read
+as in the household world (`base.normalize_action`): case and runs of
+whitespace do not matter, so 'Click[Buy  Now]' is 'click[buy now]' and a
+search query is lower-cased. Entering an item clears its option selection; '< Prev' from
 description/features returns to the item with its selection, from an item to
 the results page it came from.
 
@@ -151,9 +152,11 @@ class ShopEnv(base.BatchEnv):
       if action is None:
         out.append(None)
         continue
+      if not isinstance(action, str):
+        raise ValueError(f'actions[{i}] must be a str or None; got {action!r}.')
       if s.page == 'done':
         raise ValueError(f'instance {i} is done; pass None as its action.')
-      if not self._apply(s, action.strip()):
+      if not self._apply(s, base.normalize_action(action)):
         out.append(self._timestep(s, valid=False))
         continue
       self._refresh(s)
@@ -162,29 +165,6 @@ class ShopEnv(base.BatchEnv):
 
   def oracle_actions(self) -> list[str | None]:
     return [self._oracle(s) for s in self._sessions]
-
-  def noisy_oracle_actions(self, noise: float, rng: np.random.Generator) -> list[str | None]:
-    """Oracle actions, each replaced with probability `noise` by a random one.
-
-    The random action is a uniform admissible entry; on the search page it is
-    a search for a random subset of the instruction's words. For warm-start
-    data and for measuring graph overlap under imperfect play.
-
-    Args:
-      noise: replacement probability in [0, 1].
-      rng: the source of randomness (the caller's, for reproducibility).
-    """
-    if not 0.0 <= noise <= 1.0:
-      raise ValueError(f'noise must lie in [0, 1]; got {noise}.')
-    actions = self.oracle_actions()
-    for i, s in enumerate(self._sessions):
-      if actions[i] is None or rng.random() >= noise:
-        continue
-      actions[i] = s.admissible[rng.integers(len(s.admissible))]
-      if actions[i] == SEARCH:
-        words = s.goal.instruction.split()
-        actions[i] = f'search[{" ".join(np.array(words)[rng.random(len(words)) < 0.5])}]'
-    return actions
 
   def vocabulary(self) -> list[str]:
     units = set()
@@ -203,14 +183,17 @@ class ShopEnv(base.BatchEnv):
         state_key=s.key)
 
   def _apply(self, s: _Session, action: str) -> bool:
-    """Moves `s` by `action`; False (and no change) if it is inadmissible."""
+    """Moves `s` by a normalized `action`; False (and no change) if it is
+    inadmissible."""
     if s.page == 'search':
       m = _SEARCH_ACTION.fullmatch(action)
       if m is None:
         return False
       s.results, s.page_no, s.page = self.catalogue.search(m.group(1)), 0, 'results'
       return True
-    if action not in s.admissible:
+    # Buttons keep their case (ASINs are upper case); match them normalized.
+    action = {base.normalize_action(a): a for a in s.admissible}.get(action)
+    if action is None:
       return False
     if action == BACK:
       s.page, s.results, s.item, s.selected = 'search', s.results[:0], None, {}
