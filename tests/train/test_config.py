@@ -7,6 +7,7 @@ import os
 import pytest
 
 from g2po_jax import envs
+from g2po_jax import protocol
 from g2po_jax import tokenizers
 from g2po_jax.train import config as config_lib
 from tests.train.common import micro_config
@@ -122,11 +123,12 @@ def test_one_attempt_per_task_warns_for_group_estimators(caplog):
 def test_a_prompt_len_that_cuts_the_task_line_warns(caplog):
   env = envs.make('household-small')
   tokenizer = tokenizers.WordTokenizer.from_vocabulary(env.vocabulary())
+  line = protocol.make_protocol('line', 'household-small')
   with caplog.at_level(py_logging.WARNING):
     config_lib.warn_if_prompts_lose_the_task(micro_config(rollout__prompt_len=512), env,
-                                             tokenizer)
+                                             tokenizer, line)
     assert 'prompt_len' not in caplog.text
     config_lib.warn_if_prompts_lose_the_task(micro_config(rollout__prompt_len=16), env,
-                                             tokenizer)
+                                             tokenizer, line)
   assert 'rollout.prompt_len=16 is shorter than the first prompt of a task' in caplog.text
   env.close()
