@@ -211,7 +211,8 @@ def validate(c: mlc.ConfigDict) -> None:
     raise ConfigError(f'seed must be an integer in [0, 2**31); got {seed!r}.')
   for key in ('num_iterations', 'env.max_steps', 'rollout.num_tasks', 'rollout.group_size',
               'rollout.prompt_len', 'rollout.max_new_tokens', 'ppo.epochs', 'ppo.minibatch_size',
-              'ppo.max_bad_steps', 'ppo.logit_chunk', 'eval.num_tasks', 'log_every', 'ckpt.every', 'ckpt.keep'):
+              'ppo.max_bad_steps', 'ppo.logit_chunk', 'eval.num_tasks', 'log_every', 'ckpt.every',
+              'ckpt.keep'):
     _positive_int(c, key)
   for key in ('eval.every', 'graph_image_every', 'optim.warmup_steps', 'rollout.top_k',
               'rollout.history'):

@@ -245,8 +245,9 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   # ------------------------------------------------------------ rollouts (host)
   seeds, row_offset = evaluate_lib.process_share(task_seeds(c, it), c.rollout.group_size)
   r = rollout.collect(run.env, seeds, functools.partial(run.sampler, run.state.params),
-                      run.policy.tokenizer, run.protocol, jax.random.fold_in(jax.random.key(c.seed), it),
-                      row_offset=row_offset, **config_lib.rollout_options(c))
+                      run.policy.tokenizer, run.protocol,
+                      jax.random.fold_in(jax.random.key(c.seed), it), row_offset=row_offset,
+                      **config_lib.rollout_options(c))
   t_rollout = time.perf_counter() - t_iter
 
   # ------------------------------------------- graph arrays, mini-batches (host)
@@ -266,13 +267,13 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
 
   # ------------------------------------------------- advantages, once (device)
   t0 = time.perf_counter()
-  values = None
+  critic = None
   if c.credit.name == 'ppo':
-    values = critic_values(run, [run.to_device(mb) for mb in mbs], where, traj.mask.shape)
-  traj_dev, values_dev = jax.device_put((traj, values), run.replicated)
+    critic = critic_values(run, [run.to_device(mb) for mb in mbs], where, traj.mask.shape)
+  traj_dev, critic_dev = jax.device_put((traj, critic), run.replicated)
   with jax.transfer_guard('disallow'):
-    adv, targets, adv_stats = run.advantage_fn(traj_dev, values_dev)
-  adv, targets, adv_stats = distributed.fetch(adv), targets, jax.device_get(adv_stats)
+    adv, targets, adv_stats = run.advantage_fn(traj_dev, critic_dev)
+  adv, adv_stats = distributed.fetch(adv), jax.device_get(adv_stats)
   targets = None if targets is None else distributed.fetch(targets)
   t_credit = time.perf_counter() - t0
   mbs = [run.to_device(batch_lib.with_advantages(mb, w, adv, targets))

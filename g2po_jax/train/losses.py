@@ -1,7 +1,7 @@
 """The step-level PPO objective as pure functions of per-token arrays.
 
-Shapes: R rows of K scored (response) tokens; `mask` marks the real ones. Aggregation is token-mean: every
-scored token of the mini-batch weighs the same.
+Shapes: R rows of K scored (response) tokens; `mask` marks the real ones.
+Aggregation is token-mean: every scored token of the mini-batch weighs the same.
 """
 
 import chex

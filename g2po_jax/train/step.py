@@ -80,8 +80,9 @@ def make_optimizer(schedule: optax.Schedule, b1: float, b2: float, weight_decay:
                      optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay))
 
 
-def _scored(graphdef: nnx.GraphDef, params: nnx.State, mb: Minibatch, temperature: float,
-            chunk: int, values: bool = False) -> sampling.ScoredStats:
+def scored(graphdef: nnx.GraphDef, params: nnx.State, mb: Minibatch, temperature: float,
+           chunk: int, values: bool = False) -> sampling.ScoredStats:
+  """`sampling.scored_logprobs` of a mini-batch's scored tokens (and values)."""
   return sampling.scored_logprobs(
       graphdef, params, mb.tokens, mb.token_mask, mb.positions, mb.segments, mb.score_pos,
       mb.score_token, mb.value_pos if values else None, temperature, chunk)
@@ -90,7 +91,7 @@ def _scored(graphdef: nnx.GraphDef, params: nnx.State, mb: Minibatch, temperatur
 def state_values(graphdef: nnx.GraphDef, params: nnx.State, mb: Minibatch,
                  chunk: int = 1024) -> Array:
   """[R] critic value of each row's state (at the prompt's last token)."""
-  return _scored(graphdef, params, mb, 1.0, chunk, values=True).values
+  return scored(graphdef, params, mb, 1.0, chunk, values=True).values
 
 
 def advantage_stats(adv: Array, mask: Array) -> dict[str, Array]:
@@ -147,7 +148,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
 
   def loss_fn(params, ref_logp, mb: Minibatch):
     with_critic = mb.value_target is not None
-    stats = _scored(graphdef, params, mb, temperature, logit_chunk, values=with_critic)
+    stats = scored(graphdef, params, mb, temperature, logit_chunk, values=with_critic)
     token_real = jnp.take_along_axis(mb.sample_mask, mb.score_sample, axis=1)
     score = mb.score_mask & token_real
     adv = jnp.take_along_axis(mb.advantage, mb.score_sample, axis=1)
@@ -167,7 +168,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
   def train_step(state: TrainState, mb: Minibatch):
     # The reference needs no gradient: scored outside value_and_grad, so its
     # activations are never kept for a backward pass.
-    ref_logp = _scored(graphdef, state.ref_params, mb, temperature, logit_chunk).logp
+    ref_logp = scored(graphdef, state.ref_params, mb, temperature, logit_chunk).logp
     (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, ref_logp, mb)
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

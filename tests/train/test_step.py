@@ -60,7 +60,7 @@ def _setup(estimator: str, lr: float = 1e-2, temperature: float = 1.0):
   mb = batch_lib.with_advantages(mb, where, np.asarray(adv),
                                  None if targets is None else np.asarray(targets))
   # The sampler's log-probs are the current policy's: ratios start at 1.
-  stats = step_lib._scored(graphdef, params, mb, temperature, 1024)  # pylint: disable=protected-access
+  stats = step_lib.scored(graphdef, params, mb, temperature, 1024)
   mb = mb._replace(old_logp=np.where(mb.score_mask, np.asarray(stats.logp), 0.0))
   tx = step_lib.make_optimizer(step_lib.make_schedule(lr, 0), 0.9, 0.999, 0.0, 1.0)
   state = step_lib.TrainState(params, tx.init(params), params, np.int32(0))
@@ -209,8 +209,8 @@ def test_packed_rows_give_the_unpacked_loss_and_gradients(action_ratio):
   assert packing.tokens < packing.tokens_unpacked
   assert sorted(packed_where[packed_where >= 0]) == sorted(plain_where[plain_where >= 0])
   # Every scored token: the same log-prob packed as alone.
-  a = step_lib._scored(graphdef, params, plain, 1.0, 7)    # pylint: disable=protected-access
-  b = step_lib._scored(graphdef, params, packed, 1.0, 7)   # pylint: disable=protected-access
+  a = step_lib.scored(graphdef, params, plain, 1.0, 7)
+  b = step_lib.scored(graphdef, params, packed, 1.0, 7)
   def per_sample(mb, where, stats):
     out = {}
     for row in range(mb.score_mask.shape[0]):
