@@ -56,7 +56,7 @@ def test_bench_envs(env, tmp_path):
 @pytest.mark.slow
 def test_bench_recipe(tmp_path):
   path = tmp_path / 'recipe.json'
-  text = _run('experiments.bench_recipe', '--layers=1', '--tasks=1', '--max_steps=2',
+  text = _run('experiments.bench_recipe', '--layers=1', '--tasks=1', '--max_steps=3',
               '--prompt_len=512', '--max_new_tokens=16', f'--json={path}', timeout=900)
   result = json.loads(path.read_text())
   for key in ('seconds_sampling', 'seconds_env', 'seconds_update', 'generated_tokens_per_s',
