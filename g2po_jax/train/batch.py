@@ -184,6 +184,28 @@ def _rows_of(r: Rollouts, pack: bool, cap: int) -> list[np.ndarray]:
   return rows
 
 
+def _cheapest_packing(r: Rollouts, prompt: int) -> list[np.ndarray]:
+  """`_rows_of` with the response cap that reads the fewest columns.
+
+  Every row of a mini-batch is P + K columns wide, K the bucket of the most
+  response tokens in any row, so a few long packed rows would widen every
+  row. Caps from the unpacked K (rows never wider than without packing)
+  up to P are tried; the one with the fewest rows x (P + K) wins, the
+  smallest on ties.
+  """
+  n = r.response_mask.sum(1)
+  cap = _pow2(int(n.max(initial=1)), MIN_RESPONSE)
+  best, best_cost = None, None
+  while best is None or cap <= _pow2(prompt):
+    rows = _rows_of(r, True, cap=cap)
+    width = _pow2(max(int(n[m].sum()) for m in rows), MIN_RESPONSE) if rows else 0
+    cost = len(rows) * (prompt + width)
+    if best_cost is None or cost < best_cost:
+      best, best_cost = rows, cost
+    cap *= 2
+  return best
+
+
 def minibatches(r: Rollouts, *, minibatch_size: int, prompt_cap: int, shards: int,
                 rng: np.random.Generator, padded_steps: int, row_offset: int = 0,
                 pack: bool = False) -> tuple[list[Minibatch], list[np.ndarray], Packing]:
@@ -205,8 +227,8 @@ def minibatches(r: Rollouts, *, minibatch_size: int, prompt_cap: int, shards: in
     row_offset: padded trajectory row of r's first trajectory in the whole
       batch.
     pack: samples with the same prompt share a row (`pack_rows`), so the
-      prompt is read once; at most max(longest response, P) response tokens
-      per row.
+      prompt is read once; the response tokens per row are capped where
+      the mini-batches read the fewest columns (`_cheapest_packing`).
   Returns:
     (mini-batches of numpy arrays with zero advantages; for each its [R, J]
     int64 flat index (row_offset + b) * padded_steps + t of each sample's
@@ -218,7 +240,7 @@ def minibatches(r: Rollouts, *, minibatch_size: int, prompt_cap: int, shards: in
   size = max(minibatch_size // jax.process_count(), 1)
   longest_prompt = distributed.agree_max([int(r.prompt_lengths.max(initial=1))])[0]
   p = prompt_width(longest_prompt, prompt_cap)
-  rows = _rows_of(r, pack, cap=max(int(n.max(initial=1)), p))
+  rows = _cheapest_packing(r, p) if pack else _rows_of(r, False, cap=0)
   rows = [rows[i] for i in rng.permutation(len(rows))]
   count = distributed.agree_max([max(min(-(-s // size), len(rows)), 1)])[0]
   # Each shuffled row goes to the least-filled mini-batch: about s / count

@@ -245,3 +245,14 @@ def test_packing_leaves_a_batch_without_shared_prompts_unchanged():
   for a, b in zip(plain, packed):
     if a is not None:
       np.testing.assert_array_equal(a, b)
+
+
+def test_packing_never_reads_more_columns_than_one_sample_per_row():
+  # Steps 0 of the 4 attempts share a prompt; with long responses a single
+  # packed row would need a wider K bucket for every row of the mini-batch.
+  r = _shared_rollouts()
+  r.response_mask = np.ones_like(r.response_mask)
+  plain, _, _ = _one_minibatch(r, pack=False)
+  packed, _, packing = _one_minibatch(r, pack=True)
+  assert packed.tokens.size <= plain.tokens.size
+  assert packing.tokens < packing.tokens_unpacked
