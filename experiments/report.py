@@ -70,7 +70,14 @@ LENGTH = 'rollout/episode_length'
 TIMES = ('time/graph', 'time/credit', 'time/iteration')
 GRAPH_STATS = (('graph/visits_per_node', 'visits / node', '{:.1f}'),
                ('graph/singleton_fraction', 'single-visit steps', '{:.1%}'),
-               ('graph/nodes', 'nodes / iter', '{:.0f}'))
+               ('graph/nodes', 'nodes / iter', '{:.0f}'),
+               # State matching (graph.matching) against the true states.
+               ('matching/purity', 'purity', '{:.3f}'),
+               ('matching/recall', 'recall', '{:.3f}'),
+               ('matching/merged_nodes', 'merged nodes / iter', '{:.1f}'),
+               ('matching/true_singleton_fraction', 'single-visit steps (true states)',
+                '{:.1%}'),
+               ('time/matching', 'matching s / batch', '{:.4f}'))
 _SAFE = re.compile(r'[^A-Za-z0-9._=,+-]+')
 
 
