@@ -52,6 +52,37 @@ _LISTING = re.compile(r'a [\w-]+ \d+(?:, (?:and )?a [\w-]+ \d+)+')
 _ITEM = re.compile(r'a [\w-]+ \d+')
 
 
+def header(seconds: int | None, step: int | None, request: int | None) -> str:
+  """'[hh:mm:ss] step N, request xxxxxxxx. ' (the parts that are not None)."""
+  out = ''
+  if seconds is not None:
+    t = seconds % 86400
+    out += f'[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] step {step}, '
+  if request is not None:
+    out += f'request {request:08x}. '
+  return out
+
+
+def garble(text: str, rng: np.random.Generator, *, shuffle: bool = True, chatter: float = 0.1,
+           jitter: float = 0.05) -> str:
+  """`text` with its listings shuffled, maybe a chatter sentence added, and
+  case and space jitter (the module docstring's noise, without the header)."""
+  if shuffle:
+    def shuffled(m: re.Match) -> str:
+      items = _ITEM.findall(m.group(0))
+      items = [items[j] for j in rng.permutation(len(items))]
+      return ', '.join(items[:-1]) + ', and ' + items[-1]
+    text = _LISTING.sub(shuffled, text)
+  if rng.random() < chatter:
+    text += ' ' + _CHATTER[int(rng.integers(len(_CHATTER)))]
+  if jitter:
+    words = text.split(' ')
+    flip, double = rng.random((2, len(words))) < jitter
+    words = [w[:1].upper() + w[1:] if f else w for w, f in zip(words, flip)]
+    text = words[0] + ''.join(('  ' if d else ' ') + w for w, d in zip(words[1:], double))
+  return text
+
+
 class NoisyEnv(base.BatchEnv):
   """A built-in world with noisy observations and state keys (module docstring).
 
@@ -119,12 +150,9 @@ class NoisyEnv(base.BatchEnv):
     rng = np.random.default_rng([self._noise_seed, self._seeds[i], self._steps[i],
                                  self._history[i]])
     self._time[i] += int(rng.integers(1, 60))
-    header = ''
-    if self._clock:
-      t = self._time[i] % 86400
-      header += f'[{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}] step {self._steps[i]}, '
-    if self._ids:
-      header += f'request {int(rng.integers(0, 2**32)):08x}. '
+    head = header(self._time[i] if self._clock else None,
+                  self._steps[i] if self._clock else None,
+                  int(rng.integers(0, 2**32)) if self._ids else None)
     # The inner key is the observation behind the last change, a newline and
     # the admissible actions one per line (household and shop alike).
     actions = '\n' + '\n'.join(s.admissible)
@@ -132,26 +160,12 @@ class NoisyEnv(base.BatchEnv):
     lines = list(s.admissible)
     if self._shuffle:
       rng.shuffle(lines)
-    key = header + self._text(body, rng) + ''.join('\n' + a for a in lines)
-    return base.TimeStep(header + self._text(s.observation, rng), s.task, s.admissible,
+    key = head + self._text(body, rng) + ''.join('\n' + a for a in lines)
+    return base.TimeStep(head + self._text(s.observation, rng), s.task, s.admissible,
                          s.reward, s.done, s.won, s.valid, key, true_state_key=s.state_key)
 
   def _text(self, text: str, rng: np.random.Generator) -> str:
-    """`text` with its listings shuffled, maybe a sentence added, jittered."""
-    if self._shuffle:
-      def shuffled(m: re.Match) -> str:
-        items = _ITEM.findall(m.group(0))
-        items = [items[j] for j in rng.permutation(len(items))]
-        return ', '.join(items[:-1]) + ', and ' + items[-1]
-      text = _LISTING.sub(shuffled, text)
-    if rng.random() < self._chatter:
-      text += ' ' + _CHATTER[int(rng.integers(len(_CHATTER)))]
-    if self._jitter:
-      words = text.split(' ')
-      flip, double = rng.random((2, len(words))) < self._jitter
-      words = [w[:1].upper() + w[1:] if f else w for w, f in zip(words, flip)]
-      text = words[0] + ''.join(('  ' if d else ' ') + w for w, d in zip(words[1:], double))
-    return text
+    return garble(text, rng, shuffle=self._shuffle, chatter=self._chatter, jitter=self._jitter)
 
   def oracle_actions(self) -> list[str | None]:
     return self._inner.oracle_actions()

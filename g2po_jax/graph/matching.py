@@ -25,7 +25,8 @@ merged across task groups. Keys do not depend on the order of rows or groups
 
 `near` in detail (all numpy; no loop over rows or pairs):
 1. Texts are deduplicated per group by exact key; only distinct texts go on.
-2. Lower-cased words of all texts are hashed at once; a shingle is k
+2. The words of all texts (ASCII letters lower-cased) are hashed at once,
+   from one byte buffer; a shingle is k
    consecutive words of one segment (line breaks, brackets and `,.;!?` end
    segments), so reordered lines and list items keep their shingles.
    A text's feature set is its distinct shingles and its distinct segments.
@@ -39,6 +40,9 @@ merged across task groups. Keys do not depend on the order of rows or groups
 4. The similarity of each candidate pair is computed exactly from the two
    shingle sets (sorted-array lookups): Jaccard |A & B| / |A | B| or set
    cosine |A & B| / sqrt(|A| |B|); pairs below the threshold are dropped.
+   Pairs whose MinHash estimate is far below the threshold (by `_MARGIN`,
+   over 3 standard deviations) are dropped before this check, and so are
+   pairs that earlier bands already joined.
 5. Union-find (vectorized hook and compress) merges the verified pairs.
 Cost is about linear in the total text length; merging is single linkage
 over verified pairs, so a chain of near pairs can join texts that are not
@@ -62,13 +66,23 @@ METRICS = ('jaccard', 'cosine')
 # (texts [n] str, group [n] int) -> [n] uint64 keys; equal keys in a group = one node.
 Matcher = Callable[[Sequence[str], np.ndarray], np.ndarray]
 
-# Word segmentation with C string methods only: \x01 ends a text, \x02 (a
-# line break, bracket or the punctuation that ends list items and sentences)
-# a segment; other ASCII punctuation only separates words.
-_BREAKS = ',.;!?[]\n\r\t\v\f'
-_SPACES = ''.join(c for c in string.punctuation if c not in _BREAKS)
-_SEGMENTS = str.maketrans(_BREAKS + _SPACES, '\x02' * len(_BREAKS) + ' ' * len(_SPACES))
-_END, _BREAK = hash_strings(['\x01', '\x02'])
+# Word segmentation on the UTF-8 bytes, one translate: a line break, bracket
+# or the punctuation that ends list items and sentences becomes \x02 (ends a
+# segment; texts are joined with it too), other ASCII punctuation and control
+# bytes a space; ASCII letters are lower-cased.
+_BREAKS = b',.;!?[]\n\r\t\v\f\x02'
+_SPACES = bytes(c for c in range(33) if c not in _BREAKS) + bytes(
+    c for c in string.punctuation.encode() if c not in _BREAKS)
+_SEGMENTS = bytes.maketrans(
+    _BREAKS + _SPACES + string.ascii_uppercase.encode(),
+    b'\x02' * len(_BREAKS) + b' ' * len(_SPACES) + string.ascii_lowercase.encode())
+# Candidates whose MinHash estimate is this far below the threshold are not
+# verified: over 3 standard deviations of the 32-bin estimate (<= 0.088).
+_MARGIN = 0.3
+# A word's hash: sum_j (byte_j + 1) * W[j] mod 2**64 over its bytes (random
+# odd W), then its length mixed in; equal words hash alike in any process.
+_BYTE_WEIGHTS = (np.random.default_rng([0x6A09E667, 2]).integers(0, 2**63, 4096, dtype=np.uint64)
+                 * np.uint64(2) + np.uint64(1))
 _SORT = re.compile(r'<sort:(.+)>', re.DOTALL)
 
 
@@ -125,8 +139,8 @@ def exact_keys(texts: Sequence[str], group: np.ndarray) -> np.ndarray:
 def shingles(texts: Sequence[str], size: int = 2) -> tuple[np.ndarray, np.ndarray]:
   """The distinct features (word shingles, segments) of each text, sorted.
 
-  Text is lower-cased; line breaks, brackets and `,.;!?` end a segment (other
-  ASCII punctuation separates words), and a shingle is `size` consecutive
+  ASCII letters are lower-cased; line breaks, brackets and `,.;!?` end a
+  segment (other ASCII punctuation separates words), and a shingle is `size` consecutive
   words of one segment (a start marker pads the first size-1); each whole
   segment is one more feature. So list items, lines and sentences each give
   features of their own, whatever order they come in.
@@ -139,35 +153,58 @@ def shingles(texts: Sequence[str], size: int = 2) -> tuple[np.ndarray, np.ndarra
     hash in [0, 2**_value_bits(n)), increasing within a row): each pair once.
   """
   n = len(texts)
-  # One translate, one split, one hashing pass over the whole batch.
-  words = (('\x01'.join(texts) + '\x01').lower().translate(_SEGMENTS)
-           .replace('\x02', ' \x02 ').replace('\x01', ' \x01 ').split())
-  h = hash_strings(words)
-  end, cut = h == _END, h == _BREAK
+  h, row, pos = _words(texts)
   index = np.arange(h.size)
-  last = np.maximum.accumulate(np.where(end | cut, index, -1))
-  pos = index - np.concatenate([[-1], last[:-1]]) - 1          # word index in its segment
-  row = np.cumsum(end) - end                                    # text of each word
   value = h
   for lag in range(1, size):
     prev = h[np.maximum(index - lag, 0)]
     value = mix(value, np.where(pos >= lag, prev, np.uint64(lag)))
-  word = ~(end | cut)
   # Each whole segment is a feature too (its words' position-salted hashes,
   # summed): a text's segments, not just their shingles, must match.
-  salted = mix(h[word], pos[word].astype(np.uint64))
-  starts = np.flatnonzero(pos[word] == 0)
+  starts = np.flatnonzero(pos == 0)
   with np.errstate(over='ignore'):
-    segment = mix(np.add.reduceat(salted, starts) if starts.size else salted[:0],
-                  np.uint64(size))
-  row = np.concatenate([row[word], row[word][starts]])
-  value = np.concatenate([value[word], segment])
+    segment = mix(np.add.reduceat(mix(h, pos.astype(np.uint64)), starts) if starts.size
+                  else h[:0], np.uint64(size))
+  row = np.concatenate([row, row[starts]])
+  value = np.concatenate([value, segment])
   # Sort by (row, value) in one uint64: the row in the top bits, the value
   # cut to the rest (>= 34 bits of hash for n < 2**30).
   bits = np.uint64(_value_bits(n))
   packed = np.sort((row.astype(np.uint64) << bits) | (value >> (np.uint64(64) - bits)))
   packed = packed[np.concatenate([[True], packed[1:] != packed[:-1]])] if packed.size else packed
   return (packed >> bits).astype(np.int64), packed & ((np.uint64(1) << bits) - np.uint64(1))
+
+
+def _words(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The words of all texts, vectorized over their bytes (no object per word).
+
+  Returns:
+    (hash [w] uint64, text [w] int64, position in its segment [w] int64) of
+    every word, in order.
+  """
+  joined = '\x02'.join(texts)
+  if joined.isascii():
+    data, sizes = joined.encode('ascii'), np.fromiter(map(len, texts), np.int64, len(texts))
+  else:
+    encoded = [t.encode() for t in texts]
+    data, sizes = b'\x02'.join(encoded), np.fromiter(map(len, encoded), np.int64, len(texts))
+  b = np.frombuffer(data.translate(_SEGMENTS), np.uint8)
+  at = np.flatnonzero(b > 32)                                  # bytes of words (2: break)
+  if not at.size:
+    return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+  first = np.concatenate([[True], at[1:] != at[:-1] + 1])      # a word's first byte
+  begin = np.flatnonzero(first)                                # [w] into `at`
+  starts = at[begin]                                           # [w] into the bytes
+  offset = np.arange(at.size) - np.repeat(begin, np.diff(np.append(begin, at.size)))
+  with np.errstate(over='ignore'):
+    sums = np.add.reduceat((b[at].astype(np.uint64) + np.uint64(1))
+                           * _BYTE_WEIGHTS[np.minimum(offset, _BYTE_WEIGHTS.size - 1)], begin)
+  h = mix(sums, np.diff(np.append(begin, at.size)).astype(np.uint64))
+  text = np.searchsorted(np.cumsum(sizes + 1), starts, 'right')
+  segment = np.searchsorted(np.flatnonzero(b == 2), starts)    # breaks before each word
+  new = np.concatenate([[True], segment[1:] != segment[:-1]])
+  index = np.arange(starts.size)
+  return h, text, index - np.maximum.accumulate(np.where(new, index, 0))
 
 
 def _value_bits(n: int) -> int:
@@ -201,11 +238,11 @@ def _signatures(row: np.ndarray, value: np.ndarray, n: int, bins: int,
   return np.where(has, np.take_along_axis(sig, src, 1) + dist, empty)
 
 
-def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-  """[n] int64 union-find roots (the smallest index of each component) of
-  the undirected edges u[i]-v[i], by vectorized hooking and path halving."""
-  parent = np.arange(n)
-  while True:
+def _components(parent: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """Union-find: [n] roots (the smallest index of each component) after
+  adding the undirected edges u[i]-v[i] to the components `parent` ([n],
+  each entry its component's root), by vectorized hooking and compression."""
+  while u.size:
     pu, pv = parent[u], parent[v]
     low = np.minimum(pu, pv)
     hooked = parent.copy()
@@ -217,8 +254,9 @@ def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         break
       hooked = up
     if np.array_equal(hooked, parent):
-      return parent
+      break
     parent = hooked
+  return parent
 
 
 def _intersections(row: np.ndarray, value: np.ndarray, n: int, value_bits: int,
@@ -267,28 +305,30 @@ def near_keys(texts: Sequence[str], group: np.ndarray, threshold: float,
   row, value = shingles([texts[i] for i in first], shingle)
   value_bits = _value_bits(num)
   sig = _signatures(row, value, num, bands * rows, value_bits)
-  live = np.flatnonzero(np.bincount(row, minlength=num) > 0)
-  a_list, b_list = [], []
+  size = np.bincount(row, minlength=num)
+  live = np.flatnonzero(size > 0)
+  # Skip pairs whose MinHash estimate of Jaccard is far below the least
+  # Jaccard the threshold allows (cosine c implies J >= c**2).
+  least = threshold if metric == 'jaccard' else threshold**2
+  root = np.arange(num)
   for band in range(bands):
     bucket = mix(np.uint64(band), *sig[live, band * rows:(band + 1) * rows].T.astype(np.uint64))
     order = np.lexsort((k[live], bucket, g[live]))
     member, bucket = live[order], bucket[order]
     same = (bucket[1:] == bucket[:-1]) & (g[member[1:]] == g[member[:-1]])
-    a_list.append(member[:-1][same])
-    b_list.append(member[1:][same])
-  a, b = np.concatenate(a_list), np.concatenate(b_list)
-  code = np.unique(np.minimum(a, b) * num + np.maximum(a, b))
-  a, b = code // max(num, 1), code % max(num, 1)
-  # 4. Exact similarity of each candidate pair.
-  inter = _intersections(row, value, num, value_bits, a, b)
-  size = np.bincount(row, minlength=num)
-  if metric == 'jaccard':
-    sim = inter / np.maximum(size[a] + size[b] - inter, 1)
-  else:
-    sim = inter / np.sqrt(np.maximum(size[a] * size[b], 1))
-  keep = sim >= threshold
-  # 5. Union-find; a node's key is its smallest exact key.
-  root = _components(num, a[keep], b[keep])
+    a, b = member[:-1][same], member[1:][same]
+    # Pairs already in one node need no check (earlier bands joined them).
+    todo = (root[a] != root[b]) & ((sig[a] == sig[b]).mean(1) >= least - _MARGIN)
+    a, b = a[todo], b[todo]
+    # 4. Exact similarity of each candidate pair.
+    inter = _intersections(row, value, num, value_bits, a, b)
+    if metric == 'jaccard':
+      sim = inter / np.maximum(size[a] + size[b] - inter, 1)
+    else:
+      sim = inter / np.sqrt(np.maximum(size[a] * size[b], 1))
+    keep = sim >= threshold
+    # 5. Union-find over the pairs that pass; a node's key is its smallest exact key.
+    root = _components(root, a[keep], b[keep])
   node_key = np.full(num, np.iinfo(np.uint64).max, np.uint64)
   np.minimum.at(node_key, root, k)
   return node_key[root][ids]

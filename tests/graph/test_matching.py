@@ -3,6 +3,7 @@
 import difflib
 import itertools
 import re
+import string
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,7 +52,7 @@ def _words(text: str) -> set:
   """Oracle of the feature sets: the word bigrams of each segment, and the segments."""
   out = set()
   for segment in re.split(r'[,.;!?\[\]\n\r\t\v\f]', text.lower()):
-    words = re.sub(r'[^\w\s]', ' ', segment).split()
+    words = re.sub(f'[{re.escape(string.punctuation)}]', ' ', segment).split()
     if words:
       out.update(zip(['<start>'] + words[:-1], words))
       out.add(tuple(words))
