@@ -174,10 +174,11 @@ class NoisyEnv(base.BatchEnv):
     return self._inner.task_type(index)
 
   def vocabulary(self) -> list[str]:
-    words = self._inner.vocabulary()
-    noise = {w for s in _CHATTER + ('step request',) for w in base.split_words(s)}
-    numbers = {f'{n:02d}' for n in range(60)} | {str(n) for n in range(100)}
-    return sorted(set(words) | {w[:1].upper() + w[1:] for w in words} | noise | numbers)
+    words = set(self._inner.vocabulary())
+    words.update(w for s in _CHATTER + (header(0, 0, 0),) for w in base.split_words(s))
+    words.update(w[:1].upper() + w[1:] for w in list(words))     # case jitter
+    words.update({f'{n:02d}' for n in range(60)} | {str(n) for n in range(100)})
+    return sorted(words)
 
   def close(self) -> None:
     self._inner.close()
