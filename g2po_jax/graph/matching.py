@@ -7,8 +7,8 @@ A matcher turns the state texts of a batch into those keys, per task group:
   normalized  `hash_strings` of the text after regex rules (`Rule`), declared
               beside each environment (`BatchEnv.NORMALIZERS`) and extended
               from the config (`graph.rules`).
-  near        near-duplicate merging within a task group: word-shingle sets,
-              one-permutation MinHash, LSH banding for candidate pairs, the
+  near        near-duplicate merging within a task group: word-shingle and
+              segment sets, one-permutation MinHash, LSH banding for candidate pairs, the
               exact similarity of every candidate pair checked against the
               threshold, and union-find over the pairs that pass.
   difflib     GiGPO's rule (verl-agent's `similarity_thresh`): within a group,
@@ -19,18 +19,18 @@ A matcher turns the state texts of a batch into those keys, per task group:
 Every matcher returns, for each text, the exact key of one member of its
 node (`near`: the smallest exact key of the node), so a node is the set of
 (group, key) pairs as in `build_graph`, and `near` at threshold 1 keeps
-exact keys apart unless their texts have equal shingle sets. Nothing is ever
+exact keys apart unless their texts have equal feature sets. Nothing is ever
 merged across task groups. Keys do not depend on the order of rows or groups
 (except `difflib`, whose greedy rule is order dependent by design).
 
 `near` in detail (all numpy; no loop over rows or pairs):
 1. Texts are deduplicated per group by exact key; only distinct texts go on.
 2. The words of all texts (ASCII letters lower-cased) are hashed at once,
-   from one byte buffer; a shingle is k
-   consecutive words of one segment (line breaks, brackets and `,.;!?` end
-   segments), so reordered lines and list items keep their shingles.
+   from one byte buffer; a shingle is k consecutive words of one segment
+   (line breaks, brackets and `,.;!?` end segments), so reordered lines and
+   list items keep their shingles.
    A text's feature set is its distinct shingles and its distinct segments.
-3. One-permutation MinHash: a shingle's hash picks one of `bands * rows`
+3. One-permutation MinHash: a feature's hash picks one of `bands * rows`
    bins by its top bits; a bin keeps its smallest hash (empty bins borrow the
    next non-empty bin's). Texts sharing all `rows` bins of any band land in
    one bucket; consecutive members of a bucket (ordered by exact key) form
@@ -38,7 +38,7 @@ merged across task groups. Keys do not depend on the order of rows or groups
    A pair with Jaccard similarity J is a candidate with probability about
    1 - (1 - J**rows)**bands: 0.99 at J = 0.8 with the defaults (8 x 4).
 4. The similarity of each candidate pair is computed exactly from the two
-   shingle sets (sorted-array lookups): Jaccard |A & B| / |A | B| or set
+   feature sets (sorted-array lookups): Jaccard |A & B| / |A | B| or set
    cosine |A & B| / sqrt(|A| |B|); pairs below the threshold are dropped.
    Pairs whose MinHash estimate is far below the threshold (by `_MARGIN`,
    over 3 standard deviations) are dropped before this check, and so are
@@ -89,9 +89,10 @@ _SORT = re.compile(r'<sort:(.+)>', re.DOTALL)
 class Rule(NamedTuple):
   """One normalization rule: `re.sub(pattern, replacement, text)`.
 
-  Two replacements are transforms rather than templates: '<lower>' lower-
-  cases the match; '<sort:SEP>' splits the match at SEP, sorts the pieces and
-  joins them with SEP (unordered lists: '<sort:, >', '<sort:\\n>').
+  Patterns compile with re.MULTILINE. Two replacements are transforms
+  rather than templates: '<lower>' lower-cases the match; '<sort:SEP>'
+  splits the match at SEP, sorts the pieces and joins them with SEP
+  (unordered lists: '<sort:, >', '<sort:\\n>').
   """
   pattern: str
   replacement: str
