@@ -346,7 +346,10 @@ def group_table(groups: dict[str, list[Member]], numbers: dict[str, dict], varyi
   head += [f'success @ {b} it' for b in budgets]
   head += [f'iters to success ≥ {threshold:g}', f'episode length (last {window})',
            'graph+credit / iteration', 's / iteration']
-  head += [title for _, title, _ in GRAPH_STATS]
+  # Only the statistics some member logged (matching ones need graph.matching's metrics).
+  stats = [s for s in GRAPH_STATS
+           if any(numbers[m.name].get(s[0]) is not None for g in groups.values() for m in g)]
+  head += [title for _, title, _ in stats]
   lines = [_row(head), _row(['---'] * len(head))]
   for label, group in groups.items():
     nums = [numbers[m.name] for m in group]
@@ -357,7 +360,7 @@ def group_table(groups: dict[str, list[Member]], numbers: dict[str, dict], varyi
     cells += [col(f'budget:{b}', '{:.3f}') for b in budgets]
     cells += [threshold_cell([n.get('to_threshold') for n in nums]),
               col('length', '{:.1f}'), col('overhead', '{:.1%}'), col('seconds', '{:.1f}')]
-    cells += [col(tag, fmt) for tag, _, fmt in GRAPH_STATS]
+    cells += [col(tag, fmt) for tag, _, fmt in stats]
     lines.append(_row(cells))
   return '\n'.join(lines)
 
