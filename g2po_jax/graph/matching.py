@@ -286,12 +286,19 @@ def near_keys(texts: Sequence[str], group: np.ndarray, threshold: float,
     texts: [n] str.
     group: [n] int task group of each text; texts of different groups never merge.
     threshold: merge a candidate pair when its similarity is >= this, in (0, 1].
-    metric: 'jaccard' or 'cosine', over the texts' shingle sets.
-    shingle: tokens per shingle.
+    metric: 'jaccard' or 'cosine', over the texts' feature sets.
+    shingle: words per shingle, >= 1.
     bands, rows: LSH banding; `bands * rows` MinHash bins, a power of two.
   Returns:
     [n] uint64: the smallest exact key among the texts merged with each text.
+  Raises:
+    ValueError: a bad threshold, metric, shingle size or banding.
   """
+  _check_similarity(threshold, metric)
+  bins = bands * rows
+  if shingle < 1 or bands < 1 or rows < 1 or bins & (bins - 1):
+    raise ValueError(f'shingle, bands and rows must be >= 1 with bands * rows a power of two; '
+                     f'got {shingle}, {bands}, {rows}.')
   exact = hash_strings(list(texts))
   group = np.asarray(group)
   if not exact.size:
@@ -305,7 +312,7 @@ def near_keys(texts: Sequence[str], group: np.ndarray, threshold: float,
   # bucket members, ordered by (group, band key, exact key).
   row, value = shingles([texts[i] for i in first], shingle)
   value_bits = _value_bits(num)
-  sig = _signatures(row, value, num, bands * rows, value_bits)
+  sig = _signatures(row, value, num, bins, value_bits)
   size = np.bincount(row, minlength=num)
   live = np.flatnonzero(size > 0)
   # Skip pairs whose MinHash estimate of Jaccard is far below the least
@@ -357,6 +364,14 @@ def difflib_keys(texts: Sequence[str], group: np.ndarray, threshold: float) -> n
   return out
 
 
+def _check_similarity(similarity: float, metric: str) -> None:
+  if metric not in METRICS:
+    raise ValueError(f'metric must be one of {", ".join(METRICS)}; got {metric!r}.')
+  if (isinstance(similarity, bool) or not isinstance(similarity, (int, float))
+      or not 0.0 < similarity <= 1.0):
+    raise ValueError(f'similarity must be a number in (0, 1]; got {similarity!r}.')
+
+
 def make_matcher(matching: str, *, similarity: float = 0.9, metric: str = 'jaccard',
                  rules: Sequence[Sequence[str]] = ()) -> Matcher:
   """The matcher `matching` (one of MATCHINGS), checked before first use.
@@ -372,11 +387,7 @@ def make_matcher(matching: str, *, similarity: float = 0.9, metric: str = 'jacca
   """
   if matching not in MATCHINGS:
     raise ValueError(f'matching must be one of {", ".join(MATCHINGS)}; got {matching!r}.')
-  if metric not in METRICS:
-    raise ValueError(f'metric must be one of {", ".join(METRICS)}; got {metric!r}.')
-  if (isinstance(similarity, bool) or not isinstance(similarity, (int, float))
-      or not 0.0 < similarity <= 1.0):
-    raise ValueError(f'similarity must be a number in (0, 1]; got {similarity!r}.')
+  _check_similarity(similarity, metric)
   normalize = make_normalizer(rules)
   if matching == 'normalized':
     return lambda texts, group: exact_keys([normalize(t) for t in texts], group)

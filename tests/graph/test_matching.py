@@ -192,6 +192,11 @@ def test_make_matcher_rejects_bad_options(kwargs, message):
     graph.make_matcher(**kwargs)
 
 
+def test_near_keys_rejects_bad_banding():
+  with pytest.raises(ValueError, match='bands \\* rows a power of two; got 2, 3, 4'):
+    graph.near_keys(['a'], np.zeros(1, int), 0.8, bands=3)
+
+
 @pytest.mark.parametrize('name', ['household-noisy', 'shop-noisy'])
 def test_noise_splits_exact_nodes_and_the_normalizers_undo_it(name):
   texts, trues, group = _play(name)
