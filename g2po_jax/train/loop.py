@@ -203,8 +203,7 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
   # them (all of them when there is no checkpoint: the baseline eval too).
   writer = metrics_lib.Writer(workdir, purge_after=start if start else -1)
   return Run(c=c, workdir=workdir, mesh=mesh, env=env, matcher=config_lib.make_matcher(c, env),
-             policy=policy, protocol=protocol,
-             state=state, schedule=schedule,
+             policy=policy, protocol=protocol, state=state, schedule=schedule,
              sampler=sampling.Sampler(policy.graphdef, sample_config, mesh=mesh,
                                       stop_table=stop_table,
                                       share_prompts=c.rollout.share_prompts),
@@ -316,8 +315,8 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   sampled_tokens = distributed.gather_rows(np.array([r.num_response_tokens])).sum()
   values.update({
       'time/rollout': t_rollout, 'time/sampling': r.sample_seconds, 'time/env': r.env_seconds,
-      'time/matching': r.matching_seconds, 'time/graph': t_graph, 'time/batch': t_batch, 'time/credit': t_credit,
-      'time/update': t_update, 'time/iteration': t_total,
+      'time/matching': r.matching_seconds, 'time/graph': t_graph, 'time/batch': t_batch,
+      'time/credit': t_credit, 'time/update': t_update, 'time/iteration': t_total,
       'time/graph_credit_fraction': (t_graph + t_credit) / t_total,
       'throughput/env_steps_per_s': values['rollout/env_steps'] / t_rollout,
       'throughput/sampled_tokens_per_s': sampled_tokens / max(r.sample_seconds, 1e-9),
