@@ -134,7 +134,8 @@ def main(argv):
   for name in first:
     if name.startswith('_'):
       continue
-    col = lambda k, fmt: _cell([r[name][k] for r in runs.values()], fmt) if k in first[name] else '–'
+    col = lambda k, fmt: (_cell([r[name][k] for r in runs.values()], fmt)
+                          if k in first[name] else '–')
     single = (f'{col("singleton_fraction", "{:.3f}")} ({col("true_singleton_fraction", "{:.3f}")})'
               if 'singleton_fraction' in first[name] else '–')
     lines.append(f'| {name} | {col("ms", "{:.1f}")} | {col("purity", "{:.3f}")} | '

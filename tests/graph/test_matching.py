@@ -174,7 +174,8 @@ def test_difflib_is_greedy_against_each_cluster_s_first_member():
 
 
 def test_normalizer_rules():
-  norm = graph.make_normalizer([(r'\d+', 'N'), (r'[A-Z]+', '<lower>'), (r'(?<=: ).+$', '<sort:, >')])
+  norm = graph.make_normalizer([(r'\d+', 'N'), (r'[A-Z]+', '<lower>'),
+                                (r'(?<=: ).+$', '<sort:, >')])
   assert norm('Step 12: b, a, C') == 'step n: a, b, c'
   with pytest.raises(ValueError, match=r'rules\[0\] must be a \(pattern, replacement\) pair'):
     graph.make_normalizer([('x',)])
