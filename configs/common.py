@@ -76,6 +76,16 @@ def base_config() -> mlc.ConfigDict:
   for key, kind in _CREDIT_OPTIONS.items():
     c.credit[key] = config_dict.placeholder(kind)
 
+  # Which steps share a graph node (g2po_jax.graph.matching): 'exact' state
+  # keys, 'normalized' (the environment's regex rules, then `rules`), 'near'
+  # (MinHash + LSH + a verified `metric` >= `similarity`) or 'difflib'
+  # (GiGPO's SequenceMatcher ratio >= `similarity`, greedy).
+  c.graph = mlc.ConfigDict()
+  c.graph.matching = 'exact'
+  c.graph.similarity = 0.9
+  c.graph.metric = 'jaccard'                    # near only: 'jaccard' | 'cosine'
+  c.graph.rules = ()                            # extra (pattern, replacement) pairs
+
   c.model = mlc.ConfigDict()
   c.model.preset = 'tiny'
   c.model.dtype = 'float32'

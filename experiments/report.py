@@ -70,7 +70,14 @@ LENGTH = 'rollout/episode_length'
 TIMES = ('time/graph', 'time/credit', 'time/iteration')
 GRAPH_STATS = (('graph/visits_per_node', 'visits / node', '{:.1f}'),
                ('graph/singleton_fraction', 'single-visit steps', '{:.1%}'),
-               ('graph/nodes', 'nodes / iter', '{:.0f}'))
+               ('graph/nodes', 'nodes / iter', '{:.0f}'),
+               # State matching (graph.matching) against the true states.
+               ('matching/purity', 'purity', '{:.3f}'),
+               ('matching/recall', 'recall', '{:.3f}'),
+               ('matching/merged_nodes', 'merged nodes / iter', '{:.1f}'),
+               ('matching/true_singleton_fraction', 'single-visit steps (true states)',
+                '{:.1%}'),
+               ('time/matching', 'matching s / batch', '{:.4f}'))
 _SAFE = re.compile(r'[^A-Za-z0-9._=,+-]+')
 
 
@@ -339,7 +346,10 @@ def group_table(groups: dict[str, list[Member]], numbers: dict[str, dict], varyi
   head += [f'success @ {b} it' for b in budgets]
   head += [f'iters to success ≥ {threshold:g}', f'episode length (last {window})',
            'graph+credit / iteration', 's / iteration']
-  head += [title for _, title, _ in GRAPH_STATS]
+  # Only the statistics some member logged (matching ones need graph.matching's metrics).
+  stats = [s for s in GRAPH_STATS
+           if any(numbers[m.name].get(s[0]) is not None for g in groups.values() for m in g)]
+  head += [title for _, title, _ in stats]
   lines = [_row(head), _row(['---'] * len(head))]
   for label, group in groups.items():
     nums = [numbers[m.name] for m in group]
@@ -350,7 +360,7 @@ def group_table(groups: dict[str, list[Member]], numbers: dict[str, dict], varyi
     cells += [col(f'budget:{b}', '{:.3f}') for b in budgets]
     cells += [threshold_cell([n.get('to_threshold') for n in nums]),
               col('length', '{:.1f}'), col('overhead', '{:.1%}'), col('seconds', '{:.1f}')]
-    cells += [col(tag, fmt) for tag, _, fmt in GRAPH_STATS]
+    cells += [col(tag, fmt) for tag, _, fmt in stats]
     lines.append(_row(cells))
   return '\n'.join(lines)
 

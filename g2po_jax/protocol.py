@@ -158,6 +158,8 @@ WORDINGS = {
     'twx-coin': _twx('Coin Collector'),
     'shop-small': _SHOP,
     'shop': _SHOP,
+    'household-noisy': _HOUSEHOLD,
+    'shop-noisy': _SHOP,
 }
 
 

@@ -31,6 +31,20 @@ def test_bench_credit(tmp_path):
   assert '| g2po |' in text
 
 
+def test_bench_matching(tmp_path):
+  path = tmp_path / 'matching.json'
+  text = _run('experiments.bench_matching', '--steps=6', '--big=false', '--repeats=1',
+              '--obs_chars=80', '--world_tasks=1', '--difflib_groups=1', '--near=0.8',
+              f'--json={path}')
+  result = json.loads(path.read_text())
+  speed = result['16x8x6']['rules']
+  assert set(speed) == {'exact', 'normalized', 'near 0.8', 'difflib 0.95'}
+  assert speed['difflib 0.95']['extrapolated'] and all(r['ms'] > 0 for r in speed.values())
+  world = result['world']['rules']
+  assert world['normalized']['purity'] == world['normalized']['recall'] == 1.0
+  assert '| near 0.8 |' in text
+
+
 def test_bench_model(tmp_path):
   path = tmp_path / 'model.json'
   _run('experiments.bench_model', '--batch=2', '--prompt_len=16', '--new_tokens=4',

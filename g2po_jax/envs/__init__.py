@@ -19,6 +19,8 @@ _REGISTRY = {
     'twx-coin': ('twx', 'TWXEnv', {'game': 'coin'}),
     'shop-small': ('shop', 'ShopEnv', {'preset': 'small'}),
     'shop': ('shop', 'ShopEnv', {'preset': 'full'}),
+    'household-noisy': ('noisy', 'NoisyEnv', {'inner': 'household-small'}),
+    'shop-noisy': ('noisy', 'NoisyEnv', {'inner': 'shop-small'}),
 }
 
 NAMES = tuple(_REGISTRY)

@@ -44,6 +44,10 @@ class TimeStep:
     state_key: the text that identifies the state for graph credit (spec
       section 12): the current observation plus the admissible actions; an
       action with no effect keeps the previous key.
+    true_state_key: where `state_key` carries noise (the `*-noisy` worlds),
+      the noise-free key of the same state; None where `state_key` is
+      already the true state. Used only to score state matching (purity,
+      recall), never by a trainer's credit.
   """
   observation: str
   task: str
@@ -53,6 +57,7 @@ class TimeStep:
   won: bool
   valid: bool
   state_key: str
+  true_state_key: str | None = None
 
 
 def split_seeds(split: str, count: int, start: int = 0) -> np.ndarray:
@@ -85,11 +90,15 @@ class BatchEnv(abc.ABC):
   """A batch of task instances stepped together (host side).
 
   Subclasses set `name` and `max_steps` (the published episode limit for the
-  environment, which configs may override).
+  environment, which configs may override), and `NORMALIZERS` where their
+  state keys carry noise.
   """
 
   name: str = ''
   max_steps: int = 50
+  # Regex rules that map this environment's state keys to a canonical form
+  # for `graph.matching='normalized'` (see `g2po_jax.graph.matching.Rule`).
+  NORMALIZERS: tuple[tuple[str, str], ...] = ()
 
   @abc.abstractmethod
   def reset(self, seeds: Sequence[int]) -> list[TimeStep]:

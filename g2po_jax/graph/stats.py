@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from g2po_jax.graph.builder import Graph
+from g2po_jax.graph.builder import Graph, dense_ids
 
 
 def graph_stats(graph: Graph, mask: np.ndarray) -> dict[str, np.ndarray | float]:
@@ -50,4 +50,48 @@ def graph_stats(graph: Graph, mask: np.ndarray) -> dict[str, np.ndarray | float]
       'visits_per_node': edges / max(nodes, 1),
       'singleton_fraction': float(single_rows.mean()) if edges else 0.0,
       'shared_fraction': float((trajectories[node] >= 2).mean()) if edges else 0.0,
+  }
+
+
+def matching_stats(group: np.ndarray, node_key: np.ndarray, true_key: np.ndarray,
+                   mask: np.ndarray) -> dict[str, float]:
+  """How well the nodes of a matching rule fit the true states.
+
+  Nodes and true states are (group, key) pairs over the steps acted in.
+
+  Args:
+    group: [B] int task group of each trajectory.
+    node_key: [B, T] uint64 keys the matcher gave (equal in a group = one node).
+    true_key: [B, T] uint64 keys of the true states.
+    mask: [B, T] bool real steps.
+  Returns:
+    `nodes`; `visits_per_node`; `singleton_fraction` (share of steps in a
+    node visited once) and `true_singleton_fraction` (the same under the
+    true states); `merged_nodes` (nodes holding two or more true states);
+    `purity` (share of steps whose node holds only their true state);
+    `recall` (share of pairs of visits to one true state that share a node;
+    1.0 with no such pair).
+  """
+  owner = np.broadcast_to(np.asarray(group)[:, None], mask.shape)[mask].astype(np.int64)
+  node, num_nodes = dense_ids(owner, node_key[mask].astype(np.uint64))
+  true, _ = dense_ids(owner, true_key[mask].astype(np.uint64))
+  cell, _ = dense_ids(node.astype(np.int64), true.astype(np.int64))  # (node, true) pairs
+  steps = node.size
+  visits = np.bincount(node)
+  true_visits = np.bincount(true)
+  cell_visits = np.bincount(cell)
+  # True states per node: count each distinct (node, true) pair once.
+  first = np.zeros(cell_visits.size, np.int64)
+  first[cell[::-1]] = np.arange(steps)[::-1]
+  kinds = np.bincount(node[first], minlength=num_nodes)
+  pairs = lambda v: (v * (v - 1) // 2).sum()
+  revisits = pairs(true_visits)
+  return {
+      'nodes': float(num_nodes),
+      'visits_per_node': steps / max(num_nodes, 1),
+      'singleton_fraction': float((visits[node] == 1).mean()) if steps else 0.0,
+      'true_singleton_fraction': float((true_visits[true] == 1).mean()) if steps else 0.0,
+      'merged_nodes': float((kinds > 1).sum()),
+      'purity': float((kinds[node] == 1).mean()) if steps else 1.0,
+      'recall': float(pairs(cell_visits) / revisits) if revisits else 1.0,
   }

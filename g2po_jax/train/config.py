@@ -18,6 +18,7 @@ import ml_collections as mlc
 
 from g2po_jax import credit
 from g2po_jax import envs
+from g2po_jax import graph as graph_lib
 from g2po_jax import protocol
 from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
@@ -268,6 +269,7 @@ def validate(c: mlc.ConfigDict) -> None:
     _positive_int(c, 'mesh.fsdp')
   _validate_model(c)
   _validate_credit(c)
+  make_matcher(c, envs.BatchEnv)    # graph.*; the env's own rules are checked at setup
   if c.rollout.group_size == 1 and c.credit.name != 'ppo':
     logging.warning('rollout.group_size=1: %s compares the attempts at a task with each other, '
                     'so one attempt per task gives it nothing to compare.', c.credit.name)
@@ -305,6 +307,17 @@ def validate_here(c: mlc.ConfigDict, num_devices: int) -> None:
       checkpoint.check_policy(c.model.init_from)
     except ValueError as e:
       raise ConfigError(f'model.init_from: {e}') from None
+
+
+def make_matcher(c: mlc.ConfigDict, env: envs.BatchEnv) -> graph_lib.Matcher:
+  """The state matcher of `graph.*`; normalized keys apply the environment's
+  `NORMALIZERS`, then `graph.rules`."""
+  try:
+    return graph_lib.make_matcher(c.graph.matching, similarity=c.graph.similarity,
+                                  metric=c.graph.metric,
+                                  rules=tuple(env.NORMALIZERS) + tuple(c.graph.rules))
+  except ValueError as e:
+    raise ConfigError(f'graph.{e}') from None
 
 
 def _validate_model(c: mlc.ConfigDict) -> None:

@@ -105,6 +105,7 @@ class Run:
   workdir: str
   mesh: jax.sharding.Mesh
   env: envs.BatchEnv
+  matcher: graph_lib.Matcher         # state texts -> state keys (graph.matching)
   policy: policy_lib.Policy          # graphdef and tokenizer (the state owns params)
   protocol: protocol_lib.Protocol
   state: step_lib.TrainState
@@ -201,8 +202,8 @@ def setup(c: mlc.ConfigDict, workdir: str) -> Run:
   # Events past the checkpoint are logged again by the iterations that redo
   # them (all of them when there is no checkpoint: the baseline eval too).
   writer = metrics_lib.Writer(workdir, purge_after=start if start else -1)
-  return Run(c=c, workdir=workdir, mesh=mesh, env=env, policy=policy, protocol=protocol,
-             state=state, schedule=schedule,
+  return Run(c=c, workdir=workdir, mesh=mesh, env=env, matcher=config_lib.make_matcher(c, env),
+             policy=policy, protocol=protocol, state=state, schedule=schedule,
              sampler=sampling.Sampler(policy.graphdef, sample_config, mesh=mesh,
                                       stop_table=stop_table,
                                       share_prompts=c.rollout.share_prompts),
@@ -247,7 +248,7 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   r = rollout.collect(run.env, seeds, functools.partial(run.sampler, run.state.params),
                       run.policy.tokenizer, run.protocol,
                       jax.random.fold_in(jax.random.key(c.seed), it), row_offset=row_offset,
-                      **config_lib.rollout_options(c))
+                      state_keys=run.matcher, **config_lib.rollout_options(c))
   t_rollout = time.perf_counter() - t_iter
 
   # ------------------------------------------- graph arrays, mini-batches (host)
@@ -305,14 +306,17 @@ def run_iteration(run: Run, it: int) -> dict[str, float]:
   values['train/lr'] = float(run.schedule(int(jax.device_get(run.state.step))))
   values.update(evaluate_lib.episode_metrics('rollout', r))
   values.update({f'graph/{k}': float(v) for k, v in stats.items() if np.isscalar(v)})
+  matched = graph_lib.matching_stats(*(distributed.gather_rows(x) for x in (
+      r.seeds, r.state_key, r.true_key, r.mask)))
+  values.update({f'matching/{k}': v for k, v in matched.items()})
   values.update(sharing_metrics(c, r, packing))
   t_total = time.perf_counter() - t_iter
   # Every sample's response is scored once per epoch.
   sampled_tokens = distributed.gather_rows(np.array([r.num_response_tokens])).sum()
   values.update({
       'time/rollout': t_rollout, 'time/sampling': r.sample_seconds, 'time/env': r.env_seconds,
-      'time/graph': t_graph, 'time/batch': t_batch, 'time/credit': t_credit,
-      'time/update': t_update, 'time/iteration': t_total,
+      'time/matching': r.matching_seconds, 'time/graph': t_graph, 'time/batch': t_batch,
+      'time/credit': t_credit, 'time/update': t_update, 'time/iteration': t_total,
       'time/graph_credit_fraction': (t_graph + t_credit) / t_total,
       'throughput/env_steps_per_s': values['rollout/env_steps'] / t_rollout,
       'throughput/sampled_tokens_per_s': sampled_tokens / max(r.sample_seconds, 1e-9),

@@ -40,8 +40,9 @@ class Rollouts:
   valid: np.ndarray          # [B, T] bool, a well-formed, admissible action
   format_error: np.ndarray   # [B, T] bool, the response broke the protocol's format
   mask: np.ndarray           # [B, T] bool, a prefix per row
-  state_key: np.ndarray      # [B, T] uint64 key of the state acted in
+  state_key: np.ndarray      # [B, T] uint64 key of the state acted in (the matcher's)
   next_key: np.ndarray       # [B, T] uint64 key of the state reached
+  true_key: np.ndarray       # [B, T] uint64 exact key of the true state acted in
   won: np.ndarray            # [B] bool
   prompt_ids: np.ndarray     # [S, P] int32, right-padded prompts
   prompt_lengths: np.ndarray  # [S] int32
@@ -52,6 +53,7 @@ class Rollouts:
   sample_index: np.ndarray   # [S] int32, b * T + t
   sample_seconds: float = 0.0
   env_seconds: float = 0.0
+  matching_seconds: float = 0.0  # the matcher's time on this batch's state texts
   unique_prompts: int = 0        # distinct prompts summed over the steps' sampler calls
   unique_prompt_tokens: int = 0  # their tokens (what a sampler sharing prompts prefills)
 
@@ -67,7 +69,8 @@ class Rollouts:
 def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
             tokenizer: tokenizers.Tokenizer, protocol: protocol_lib.Protocol, rng: jax.Array, *,
             max_steps: int, history: int, prompt_len: int, success_reward: float,
-            row_offset: int = 0) -> Rollouts:
+            row_offset: int = 0,
+            state_keys: graph_lib.Matcher = graph_lib.exact_keys) -> Rollouts:
   """Runs one episode per seed (repeat a seed to get a group of attempts).
 
   Trajectory i samples with the ids row_offset + i, so its draws depend on
@@ -91,6 +94,8 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
       steps, and is then cut from the left.
     success_reward: the reward a win (env reward 1.0) is scaled to.
     row_offset: global index of this process's first trajectory.
+    state_keys: turns the state texts of each task group into state keys
+      (`graph.make_matcher`); the true states are always keyed exactly.
   Returns:
     Rollouts of B trajectories.
   """
@@ -106,6 +111,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   won = np.zeros(b, bool)
   pairs = [[] for _ in range(b)]            # (observation, action) per trajectory
   keys = [[] for _ in range(b)]             # state-key texts, then the final one
+  trues = [[] for _ in range(b)]            # true-state texts of the states acted in
   samples = []                              # (b, t, prompt, response tokens, logp, stopped)
   unique_prompts = unique_prompt_tokens = 0
   active = [not s.done for s in steps]
@@ -140,6 +146,7 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
       mask[i, t] = True
       won[i] |= res.won
       keys[i].append(steps[i].state_key)
+      trues[i].append(_true_state(steps[i]))
       pairs[i].append((steps[i].observation, actions[i]))
       samples.append((i, t, ids[j, :lengths[j]], out.tokens[j], out.mask[j], out.logp[j],
                       out.done[j]))
@@ -148,10 +155,14 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   for i in range(b):
     keys[i].append(steps[i].state_key)      # the state the last action reached
   r = _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
-                env_reward, success_reward, valid, format_error, mask, won, keys, samples,
-                prompt_len, sample_seconds, env_seconds)
+                env_reward, success_reward, valid, format_error, mask, won, keys, trues,
+                state_keys, samples, prompt_len, sample_seconds, env_seconds)
   r.unique_prompts, r.unique_prompt_tokens = unique_prompts, unique_prompt_tokens
   return r
+
+
+def _true_state(step: envs.TimeStep) -> str:
+  return step.state_key if step.true_state_key is None else step.true_state_key
 
 
 def encode_prompts(tokenizer: tokenizers.Tokenizer, render: Callable[[int, int], str],
@@ -181,13 +192,17 @@ def encode_prompts(tokenizer: tokenizers.Tokenizer, render: Callable[[int, int],
 
 
 def _assemble(seeds, task_types, env_reward, success_reward, valid, format_error, mask, won,
-              keys, samples, prompt_len, sample_seconds, env_seconds) -> Rollouts:
+              keys, trues, state_keys, samples, prompt_len, sample_seconds,
+              env_seconds) -> Rollouts:
   b, t = mask.shape
-  # Hash every key text once, vectorized: [B, T + 1] with padding ''.
-  texts = np.full((b, t + 1), '', dtype=object)
-  for i, k in enumerate(keys):
-    texts[i, :len(k)] = k
-  hashed = graph_lib.hash_strings(texts)
+  # Key every state text once, in one matcher call: [B, T + 1], 0 on padding.
+  live = np.arange(t + 1) < np.array([len(k) for k in keys])[:, None]
+  t0 = time.perf_counter()
+  hashed = np.zeros((b, t + 1), np.uint64)
+  hashed[live] = state_keys([x for k in keys for x in k], seeds[np.nonzero(live)[0]])
+  matching_seconds = time.perf_counter() - t0
+  true_key = np.zeros((b, t), np.uint64)
+  true_key[mask] = graph_lib.hash_strings([x for k in trues for x in k])
   samples.sort(key=lambda s: (s[0], s[1]))
   s = len(samples)
   n = samples[0][3].shape[0] if samples else 1
@@ -208,8 +223,9 @@ def _assemble(seeds, task_types, env_reward, success_reward, valid, format_error
       seeds=seeds, task_types=task_types, reward=success_reward * env_reward,
       env_reward=env_reward, valid=valid, format_error=format_error, mask=mask,
       state_key=np.where(mask, hashed[:, :-1], 0).astype(np.uint64),
-      next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64),
+      next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64), true_key=true_key,
       won=won, prompt_ids=prompt_ids, prompt_lengths=prompt_lengths,
       response_ids=response_ids, response_mask=response_mask, response_logp=response_logp,
       response_stopped=response_stopped, sample_index=sample_index,
-      sample_seconds=sample_seconds, env_seconds=env_seconds)
+      sample_seconds=sample_seconds, env_seconds=env_seconds,
+      matching_seconds=matching_seconds)

@@ -75,6 +75,12 @@ def test_missing_config_file_and_bad_config_arg(repo_cwd):
     (dict(model__param_dtype='int8'), 'model.param_dtype must be one of'),
     (dict(credit__success_reward=1e30), 'credit.success_reward must be a number in (0, 1e+09]'),
     (dict(credit__penalty=1e30), "credit: option 'penalty' of 'g2po' must be a number in"),
+    (dict(graph__matching='fuzzy'), 'graph.matching must be one of exact, normalized, near, '
+                                    "difflib; got 'fuzzy'"),
+    (dict(graph__similarity=1.5), 'graph.similarity must be a number in (0, 1]; got 1.5'),
+    (dict(graph__metric='dice'), "graph.metric must be one of jaccard, cosine; got 'dice'"),
+    (dict(graph__rules=(('(', ''),)), "graph.rules[0]: pattern '(' does not compile"),
+    (dict(graph__rules=(('x',),)), 'graph.rules[0] must be a (pattern, replacement) pair'),
 ])
 def test_bad_values_are_one_line_config_errors(overrides, expected):
   assert expected in _error(config_lib.validate, micro_config(**overrides))

@@ -62,7 +62,8 @@ def test_tensorboard_logs_hold_the_metrics(tmp_path):
       'rollout/success', 'rollout/episode_length', 'rollout/invalid_rate', 'rollout/reward',
       'eval/success', 'eval/episode_length', 'adv/mean', 'adv/std', 'adv/max_abs',
       'graph/nodes', 'graph/edges', 'graph/visits_per_node', 'graph/singleton_fraction',
-      'train/loss', 'train/policy_loss', 'train/kl', 'train/entropy', 'train/clip_fraction',
+      'matching/purity', 'matching/recall', 'matching/merged_nodes',
+      'matching/true_singleton_fraction', 'time/matching', 'train/loss', 'train/policy_loss', 'train/kl', 'train/entropy', 'train/clip_fraction',
       'train/grad_norm', 'train/lr', 'time/rollout', 'time/graph', 'time/credit',
       'time/update', 'time/iteration', 'throughput/env_steps_per_s',
       'throughput/sampled_tokens_per_s', 'throughput/train_tokens_per_s']
@@ -72,6 +73,16 @@ def test_tensorboard_logs_hold_the_metrics(tmp_path):
   assert any(tag.startswith('rollout/success/') for tag in scalars)  # per task type
   with open(tmp_path / 'config.json') as f:
     assert json.load(f)['credit']['name'] == 'g2po'
+
+
+def test_the_matching_rule_reaches_the_graph(tmp_path):
+  # household-noisy: the normalizers give back exactly the true states.
+  c = micro_config('g2po', env__name='household-noisy', env__max_steps=10,
+                   graph__matching='normalized')
+  values = loop.train(c, str(tmp_path))
+  assert values['matching/purity'] == values['matching/recall'] == 1.0
+  assert values['matching/singleton_fraction'] == values['matching/true_singleton_fraction']
+  assert values['graph/singleton_fraction'] == values['matching/singleton_fraction']
 
 
 def test_resume_replays_an_uninterrupted_run_exactly(tmp_path):

@@ -33,7 +33,7 @@ def _rollouts(rng: np.random.Generator) -> rollout.Rollouts:
       seeds=np.full(4, 7, np.int64), task_types=['pick_and_place'] * 4, reward=reward,
       env_reward=reward / 10.0,
       valid=valid, format_error=np.zeros_like(mask), mask=mask, state_key=state,
-      next_key=next_state,
+      next_key=next_state, true_key=state,
       won=np.array([1, 1, 0, 0], bool),
       prompt_ids=rng.integers(3, VOCAB, (s, PROMPT)).astype(np.int32),
       prompt_lengths=lengths,
