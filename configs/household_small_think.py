@@ -6,7 +6,7 @@ r"""The reasoning recipe at CPU size: think_action on household-small.
   python -m experiments.train --config=configs/household_small_think.py:credit=grpo \
       --config.model.init_from=runs/think_sft/policy --workdir=runs/think_grpo
   python -m experiments.train --config=configs/household_small_think.py:runlocal \
-      --workdir=/tmp/think_smoke                 # one iteration from scratch, seconds
+      --workdir=/tmp/think_smoke                 # one iteration from scratch, ~1 min
 
 The papers' protocol (`configs/qwen2_5_1_5b_alfworld_like.py`): a chat-template
 user message per step, the reply `<think>...</think><action>...</action>`,
@@ -45,8 +45,8 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.rollout.protocol = 'think_action'
   c.rollout.num_tasks = 4
   c.rollout.group_size = 8
-  c.rollout.history = 1
-  c.rollout.prompt_len = 384
+  c.rollout.history = 0
+  c.rollout.prompt_len = 256
   c.rollout.max_new_tokens = 64
   c.model.tokenizer = 'bpe'
   c.credit.name = arg.credit
@@ -59,11 +59,12 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.eval.num_tasks = 32
   c.ckpt.every = 5
   c.sft.demo_tasks = 200
+  c.sft.lr = 3e-3
   c.sft.batch_size = 32
-  c.sft.eval_every = 50
-  c.sft.max_updates = 1000
+  c.sft.eval_every = 100
+  c.sft.max_updates = 600
   c.sft.target_success = 0.15
-  if arg.runlocal:              # one iteration from a fresh model, in seconds
+  if arg.runlocal:              # one iteration from a fresh model, about a minute of CPU
     common.shrink_for_runlocal(c, max_steps=2)
     c.rollout.group_size = 2
     c.rollout.max_new_tokens = 16
