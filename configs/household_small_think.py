@@ -18,13 +18,15 @@ path (HF tokenizer directory, template rendering, stop strings). Qwen2.5's
 151k vocabulary would work as well, but its LM head would cost more than the
 whole model on a CPU.
 
-Sized for 2 CPU cores: 4 tasks x 8 attempts, episodes of at most 15 steps
-(the oracle needs 3-11), one history step (prompts of about 250 tokens),
-responses of at most 64 tokens (a demonstrated one is about 45), 32 unseen
-evaluation tasks every 5 iterations, 15 iterations. The warm start
+Sized for 2 CPU cores: 2 tasks x 8 attempts, episodes of at most 15 steps
+(the oracle needs 3-11), no history steps (prompts of about 225 tokens;
+the observation says what the last action did), responses of at most 64
+tokens (a demonstrated one is about 45), 32 unseen evaluation tasks before
+training and every 5 iterations, 10 iterations. The warm start
 (experiments/sft.py) imitates noisy-oracle demonstrations rendered as
-think_action replies and stops at 0.15 success on those tasks, so RL starts
-with low success and some format errors left.
+think_action replies (200 tasks, about 2,000 steps) and stops at 0.15
+success on the evaluation tasks, or after 600 updates, so RL starts with low
+success and some format errors left.
 """
 
 import ml_collections as mlc
@@ -43,7 +45,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.env.name = 'household-small'
   c.env.max_steps = 15
   c.rollout.protocol = 'think_action'
-  c.rollout.num_tasks = 4
+  c.rollout.num_tasks = 2
   c.rollout.group_size = 8
   c.rollout.history = 0
   c.rollout.prompt_len = 256
@@ -54,7 +56,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.optim.lr = 1e-4
   c.optim.warmup_steps = 2
   c.ppo.minibatch_size = 128
-  c.num_iterations = 15
+  c.num_iterations = 10
   c.eval.every = 5
   c.eval.num_tasks = 32
   c.ckpt.every = 5
