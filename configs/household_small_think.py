@@ -1,10 +1,15 @@
 r"""The reasoning recipe at CPU size: think_action on household-small.
 
   python -m experiments.sft --config=configs/household_small_think.py --workdir=runs/think_sft
-  python -m experiments.train --config=configs/household_small_think.py \
-      --config.model.init_from=runs/think_sft/policy --workdir=runs/think_g2po
-  python -m experiments.train --config=configs/household_small_think.py:credit=grpo \
-      --config.model.init_from=runs/think_sft/policy --workdir=runs/think_grpo
+  python -m experiments.train \
+      --config=configs/household_small_think.py:init_from=runs/think_sft/policy \
+      --workdir=runs/think_g2po
+  python -m experiments.train \
+      --config=configs/household_small_think.py:init_from=runs/think_sft/policy,credit=grpo \
+      --workdir=runs/think_grpo
+  python -m experiments.sweep \
+      --config=configs/household_small_think.py:init_from=runs/think_sft/policy \
+      --workdir=runs/recipe_small --parallel=6     # G2PO and GRPO x 3 seeds
   python -m experiments.train --config=configs/household_small_think.py:runlocal \
       --workdir=/tmp/think_smoke                 # one iteration from scratch, ~1 min
 
@@ -37,7 +42,7 @@ _CREDIT = ('g2po', 'grpo')
 
 
 def get_config(arg: str | None = None) -> mlc.ConfigDict:
-  arg = common.parse_arg(arg, credit='g2po', runlocal=False)
+  arg = common.parse_arg(arg, credit='g2po', init_from='', runlocal=False)
   if arg.credit not in _CREDIT:
     raise common.ConfigError(f'config arg credit must be one of {", ".join(_CREDIT)}; got '
                              f'{arg.credit!r}.')
@@ -50,7 +55,10 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.rollout.history = 0
   c.rollout.prompt_len = 256
   c.rollout.max_new_tokens = 64
-  c.model.tokenizer = 'bpe'
+  if arg.init_from:             # the warm start brings its tokenizer
+    c.model.init_from = arg.init_from
+  else:
+    c.model.tokenizer = 'bpe'
   c.credit.name = arg.credit
   c.credit.norm = 'mean_norm'   # as configs/household_small_g2po.py explains
   c.optim.lr = 1e-4
