@@ -91,6 +91,21 @@ def test_bpe_is_deterministic_chatml_and_round_trips(env, tokenizer, tmp_path):
     bpe.train(['x'], vocab_size=259)
 
 
+def test_transformers_reads_the_bpe_directory_as_ours(tokenizer, played, tmp_path):
+  transformers = pytest.importorskip('transformers')
+  tokenizer.save(str(tmp_path))
+  theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  assert (theirs.eos_token, theirs.pad_token) == ('<|im_end|>', '<|endoftext|>')
+  p = protocol.make_protocol('think_action', 'household-small')
+  messages = [{'role': 'user', 'content': p.message(
+      task=d.task, history=d.history, observation=d.observation, admissible=d.admissible,
+      step=d.step, max_history=1)} for d in played[:5]]
+  for m in messages:
+    text = theirs.apply_chat_template([m], tokenize=False, add_generation_prompt=True)
+    assert text == tokenizer.apply_chat_template([m])
+    assert theirs.encode(text, add_special_tokens=False) == tokenizer.encode(text)
+
+
 @pytest.mark.parametrize('name', ['think_action', 'line'])
 def test_warm_start_rows_parse_back_to_the_oracle_actions(env, tokenizer, played, name):
   p = protocol.make_protocol(name, env.name)
