@@ -95,7 +95,8 @@ def base_config() -> mlc.ConfigDict:
   # directory; None trains from scratch with a word tokenizer of the env.
   c.model.init_from = config_dict.placeholder(str)
   # The tokenizer of a fresh model (init_from unset): '' builds a word
-  # tokenizer of the env's vocabulary; 'qwen2.5' the real Qwen2.5 tokenizer
+  # tokenizer of the env's vocabulary; 'bpe' a small ChatML BPE trained on
+  # the env's texts (g2po_jax/bpe.py); 'qwen2.5' the real Qwen2.5 tokenizer
   # (built offline, cached); or a directory holding a tokenizer.
   c.model.tokenizer = ''
   c.model.num_layers = config_dict.placeholder(int)   # a fresh model's depth (None: the preset's)

@@ -19,6 +19,11 @@ its members are its seeds. The report writes, into --out:
                        success), mean and min-max band over seeds, per group
   diagnostics.png      episode length, graph+credit time share, visits per node
                        and single-visit share vs iterations
+  protocol.png         (runs that log format errors, e.g. think_action) success,
+                       format-error and invalid-action rates, tokens per response
+                       and per episode vs iterations, rollouts and eval; report.md
+                       then tabulates them per logged iteration, with the
+                       seconds per iteration of each phase
   graph_*.png          the state graph of one task group, for every group with
                        a saved rollout batch (ROOT/MEMBER/batches/*.npz)
 
@@ -78,6 +83,14 @@ GRAPH_STATS = (('graph/visits_per_node', 'visits / node', '{:.1f}'),
                ('matching/true_singleton_fraction', 'single-visit steps (true states)',
                 '{:.1%}'),
                ('time/matching', 'matching s / batch', '{:.4f}'))
+# The protocol's diagnostics (think_action runs log them): (tag, title, format).
+PROTOCOL_STATS = (('success', 'success', '{:.3f}'),
+                  ('format_error_rate', 'format errors / step', '{:.3f}'),
+                  ('invalid_rate', 'invalid actions / step', '{:.3f}'),
+                  ('response_length', 'tokens / response', '{:.1f}'),
+                  ('tokens_per_episode', 'tokens / episode', '{:.0f}'))
+PHASES = ('time/sampling', 'time/env', 'time/graph', 'time/batch', 'time/credit', 'time/update',
+          'time/iteration', 'time/eval')
 _SAFE = re.compile(r'[^A-Za-z0-9._=,+-]+')
 
 
@@ -380,6 +393,37 @@ def member_table(groups: dict[str, list[Member]], numbers: dict[str, dict]) -> s
   return '\n'.join(lines)
 
 
+def protocol_table(groups: dict[str, list[Member]], prefix: str) -> str:
+  """Mean ± std over seeds of PROTOCOL_STATS (`prefix`/...) at every logged
+  iteration of the group's first member that its seeds share."""
+  lines = [_row(['group', 'iteration'] + [t for _, t, _ in PROTOCOL_STATS]),
+           _row(['---'] * (2 + len(PROTOCOL_STATS)))]
+  for label, group in groups.items():
+    first = group[0].scalars.get(f'{prefix}/success', (np.zeros(0, int),))[0]
+    for step in first:
+      cells = [label, str(step)]
+      for tag, _, fmt in PROTOCOL_STATS:
+        values = [value_at(*m.scalars[f'{prefix}/{tag}'], int(step)) if f'{prefix}/{tag}'
+                  in m.scalars else None for m in group]
+        cells.append(mean_std(values, fmt, len(group)))
+      lines.append(_row(cells))
+  return '\n'.join(lines)
+
+
+def phase_table(groups: dict[str, list[Member]]) -> str:
+  """Seconds per iteration by phase: the median over iterations, mean ± std
+  over seeds (time/eval: per evaluation)."""
+  logged = [t for t in PHASES if any(t in m.scalars for g in groups.values() for m in g)]
+  lines = [_row(['group'] + [t.split('/')[1] for t in logged]), _row(['---'] * (1 + len(logged)))]
+  for label, group in groups.items():
+    cells = [label]
+    for tag in logged:
+      cells.append(mean_std([float(np.median(m.scalars[tag][1])) if tag in m.scalars else None
+                             for m in group], '{:.1f}', len(group)))
+    lines.append(_row(cells))
+  return '\n'.join(lines)
+
+
 # ----------------------------------------------------------------------------
 # Plots
 # ----------------------------------------------------------------------------
@@ -529,6 +573,21 @@ def default_budgets(members: list[Member]) -> list[int]:
   return sorted({b for b in (longest // 4, longest // 2, longest) if b > 0})
 
 
+def plot_protocol(groups: dict[str, list[Member]], path: str) -> None:
+  """PROTOCOL_STATS vs iterations: the rollouts' (every iteration) and eval's."""
+  colors = _colors(groups)
+  fig = figure.Figure(figsize=(4.0 * len(PROTOCOL_STATS), 7.2), layout='constrained')
+  axes = fig.subplots(2, len(PROTOCOL_STATS))
+  for row, prefix in enumerate(('rollout', 'eval')):
+    for ax, (tag, title, _) in zip(axes[row], PROTOCOL_STATS):
+      if not _panel(ax, groups, lambda m, t=f'{prefix}/{tag}': m.scalars.get(t), 'iteration',
+                    f'{prefix}: {title}', colors):
+        ax.set_title('not logged')
+  _legend(axes.ravel())
+  fig.suptitle('the protocol over training (line: mean over seeds; band: min to max)')
+  fig.savefig(path, dpi=110)
+
+
 def write_report(root: str, out: str, threshold: float, budgets: list[int] | None,
                  window: int) -> str:
   """Reads every member under `root`, writes report.md and PNGs to `out`.
@@ -577,6 +636,16 @@ def write_report(root: str, out: str, threshold: float, budgets: list[int] | Non
           group_table(groups, numbers, varying, threshold, budgets, window), '',
           '![learning curves](learning_curves.png)', '',
           '![diagnostics](diagnostics.png)', '']
+  if any('rollout/format_error_rate' in m.scalars for m in members):
+    plot_protocol(groups, os.path.join(out, 'protocol.png'))
+    text += ['## The protocol', '',
+             'Per step: format errors (no well-formed <action> block) and invalid actions '
+             '(well-formed, not admissible); tokens per response and per episode. Mean ± std '
+             'over seeds.', '', '### Evaluation (unseen tasks)', '',
+             protocol_table(groups, 'eval'), '', '### Rollouts', '',
+             protocol_table(groups, 'rollout'), '',
+             '### Seconds per iteration by phase (median over iterations)', '',
+             phase_table(groups), '', '![protocol](protocol.png)', '']
   if incomplete or unstarted:
     text += ['## Incomplete runs', '']
     text += [f'- {m.name}: iteration {m.last_iteration} of {m.num_iterations}'

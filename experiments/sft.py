@@ -4,7 +4,12 @@ r"""Warm start: supervised fine-tuning on noisy-oracle demonstrations.
 
 Demonstrations: the environment's oracle plays train tasks with `sft.noise`
 random actions; every visited state is labelled with the oracle's action from
-that state. The policy learns them by cross-entropy and stops as soon as its
+that state, written as the config's protocol answers (`rollout.protocol`):
+the action alone (line), or `<think>` a short reasoning generated from the
+oracle's plan `</think>` then `<action>` the action `</action>` after a
+chat-template prompt (think_action; `g2po_jax/demos.py`). The tokenizer is
+the one RL's fresh policy would get (`model.tokenizer`, e.g. bpe for
+think_action). The policy learns them by cross-entropy and stops as soon as its
 success on unseen tasks, sampled at the rollout temperature, reaches
 `sft.target_success` (the papers start RL from an instruction model with low
 but non-zero success). Writes WORKDIR/policy, which RL loads with
@@ -24,11 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from g2po_jax import demos
 from g2po_jax import envs
-from g2po_jax import protocol as protocol_lib
 from g2po_jax import sampling
 from g2po_jax import stopping
-from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
 from g2po_jax.train import batch as batch_lib
 from g2po_jax.train import checkpoint as ckpt_lib
@@ -36,46 +40,12 @@ from g2po_jax.train import config as config_lib
 from g2po_jax.train import evaluate as evaluate_lib
 from g2po_jax.train import loop
 from g2po_jax.train import metrics as metrics_lib
+from g2po_jax.train import policy as policy_lib
 
 _CONFIG = flags.DEFINE_string('config', None, 'Experiment config file, optionally with :ARG; '
                               'set any key with --config.KEY=VALUE.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the policy and logs go.')
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def demonstrations(env: envs.BatchEnv, tokenizer: tokenizers.Tokenizer,
-                   protocol: protocol_lib.Protocol, seeds, *, noise: float, max_steps: int,
-                   history: int, prompt_len: int, rng: np.random.Generator):
-  """(prompt ids [S, P], lengths [S], label ids [S, N], label mask [S, N]) of noisy play."""
-  steps = env.reset(seeds)
-  pairs = [[] for _ in seeds]
-  prompts, labels = [], []
-  for t in range(max_steps):
-    oracle = env.oracle_actions()
-    actions = [None] * len(seeds)
-    for i, (s, best) in enumerate(zip(steps, oracle)):
-      if s.done or best is None:
-        continue
-      prompts.append(protocol.prompt(tokenizer, task=s.task, history=pairs[i],
-                                     observation=s.observation, admissible=s.admissible,
-                                     step=t, max_history=history))
-      labels.append(best)
-      actions[i] = best if rng.random() >= noise else str(rng.choice(s.admissible))
-      pairs[i].append((s.observation, actions[i]))
-    if not any(a is not None for a in actions):
-      break
-    for i, res in enumerate(env.step(actions)):
-      if res is not None:
-        steps[i] = res
-  ids, lengths = tokenizer.encode_batch(prompts, prompt_len)
-  encoded = [tokenizer.encode(a) + [tokenizer.eos_id] for a in labels]
-  n = max(len(e) for e in encoded)
-  label_ids = np.zeros((len(encoded), n), np.int32)
-  label_mask = np.zeros((len(encoded), n), bool)
-  for row, e in enumerate(encoded):
-    label_ids[row, :len(e)] = e
-    label_mask[row, :len(e)] = True
-  return ids, lengths, label_ids, label_mask
 
 
 def main(args):
@@ -93,12 +63,12 @@ def main(args):
     logging.info('%s already holds a warm-start policy; nothing to do.',
                  os.path.join(workdir, 'policy'))
     return
-  if c.rollout.protocol != 'line':
-    sys.exit(f'config error: experiments.sft writes line-protocol demonstrations; got '
-             f'rollout.protocol={c.rollout.protocol!r}.')
   env = envs.make(c.env.name, **c.env.kwargs)
-  tokenizer = tokenizers.WordTokenizer.from_vocabulary(env.vocabulary())
-  protocol = loop.make_protocol(c, tokenizer)
+  try:
+    tokenizer = policy_lib.make_tokenizer(c, env)
+    protocol = loop.make_protocol(c, tokenizer)
+  except config_lib.ConfigError as e:
+    sys.exit(f'config error: {e}')
   config = qwen2.make_config(c.model.preset, vocab_size=tokenizer.vocab_size,
                              dtype=c.model.dtype, param_dtype=c.model.param_dtype)
   model = qwen2.init_model(config, seed=c.seed)
@@ -107,9 +77,11 @@ def main(args):
   t0 = time.perf_counter()
   rng = np.random.default_rng(c.seed)
   seeds = envs.split_seeds('train', c.sft.demo_tasks, start=500_000_000)  # not RL's first tasks
-  ids, lengths, label_ids, label_mask = demonstrations(
-      env, tokenizer, protocol, seeds, noise=c.sft.noise, max_steps=c.env.max_steps,
-      history=c.rollout.history, prompt_len=c.rollout.prompt_len, rng=rng)
+  played = demos.play(env, seeds, noise=c.sft.noise, max_steps=c.env.max_steps, rng=rng)
+  # Its own generator: the line protocol's rows and batches stay as they were.
+  ids, lengths, label_ids, label_mask = batch_lib.demonstration_rows(
+      played, tokenizer, protocol, history=c.rollout.history, prompt_len=c.rollout.prompt_len,
+      rng=np.random.default_rng([c.seed, 1]))
   rows = batch_lib.sample_rows(ids, lengths, label_ids, label_mask, batch_lib.prompt_width(
       int(lengths.max(initial=1)), c.rollout.prompt_len))
   logging.info('%d demonstration steps from %d tasks in %.1f s', len(lengths), len(seeds),
@@ -131,9 +103,10 @@ def main(args):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
+  stop_ids, stop_table = stopping.for_protocol(tokenizer, protocol)
   sampler = sampling.Sampler(graphdef, sampling.SamplingConfig(
       max_new_tokens=c.rollout.max_new_tokens, temperature=c.rollout.temperature,
-      stop_ids=stopping.for_protocol(tokenizer, protocol)[0], pad_id=tokenizer.pad_id))
+      stop_ids=stop_ids, pad_id=tokenizer.pad_id), stop_table=stop_table)
   writer = metrics_lib.Writer(os.path.join(workdir, 'sft'))
   success = 0.0
   for update in range(1, c.sft.max_updates + 1):

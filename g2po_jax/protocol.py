@@ -105,6 +105,15 @@ class Protocol(abc.ABC):
   def parse(self, response: str) -> Parsed:
     """The action of a decoded response (special tokens dropped)."""
 
+  @abc.abstractmethod
+  def render(self, action: str, reasoning: str) -> str:
+    """The response a demonstration writes: `parse(render(a, r)).action == a`
+    for every single-line action a without tags.
+
+    Raises:
+      ValueError: a blank action, or one `parse` could not read back.
+    """
+
 
 class LineProtocol(Protocol):
   """One action per line after the plain `format_prompt` text."""
@@ -120,6 +129,11 @@ class LineProtocol(Protocol):
 
   def parse(self, response: str) -> Parsed:
     return Parsed(response.split('\n', 1)[0].strip(), False)
+
+  def render(self, action: str, reasoning: str) -> str:
+    del reasoning                  # a line response is the action alone
+    _check_action(action)
+    return action.strip()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +237,18 @@ class ThinkActionProtocol(Protocol):
     start, end = response.index(OPEN_TAG) + len(OPEN_TAG), response.index(CLOSE_TAG)
     action = ' '.join(response[start:end].split()) if end >= start else ''
     return Parsed(action, False) if action else Parsed(None, True)
+
+  def render(self, action: str, reasoning: str) -> str:
+    _check_action(action)
+    if OPEN_TAG in reasoning or CLOSE_TAG in reasoning:
+      raise ValueError(f'reasoning must not hold {OPEN_TAG} tags; got {reasoning!r}.')
+    return f'<think>{reasoning.strip()}</think>\n{OPEN_TAG}{action.strip()}{CLOSE_TAG}'
+
+
+def _check_action(action: str) -> None:
+  if not action.strip() or '\n' in action.strip() or OPEN_TAG in action or CLOSE_TAG in action:
+    raise ValueError(f'a demonstrated action must be one non-blank line without '
+                     f'{OPEN_TAG} tags; got {action!r}.')
 
 
 def make_protocol(name: str, env_name: str, *, system_prompt: str | None = None) -> Protocol:

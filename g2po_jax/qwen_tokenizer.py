@@ -204,6 +204,19 @@ def bpe_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
   return merges
 
 
+def set_pipeline(tok: hf_tokenizers.Tokenizer) -> None:
+  """Gives `tok` Qwen2's text pipeline around its BPE model: NFC, the
+  pre-tokenizer regex, ByteLevel pre-tokenization and decoding."""
+  tok.normalizer = hf_tokenizers.normalizers.NFC()
+  byte_level = dict(add_prefix_space=False, trim_offsets=False, use_regex=False)
+  tok.pre_tokenizer = hf_tokenizers.pre_tokenizers.Sequence([
+      hf_tokenizers.pre_tokenizers.Split(hf_tokenizers.Regex(PATTERN), behavior='isolated',
+                                         invert=False),
+      hf_tokenizers.pre_tokenizers.ByteLevel(**byte_level)])
+  tok.post_processor = hf_tokenizers.processors.ByteLevel(**byte_level)
+  tok.decoder = hf_tokenizers.decoders.ByteLevel(**byte_level)
+
+
 def build_tokenizer(ranks: dict[bytes, int]) -> hf_tokenizers.Tokenizer:
   """The `tokenizers` tokenizer of Qwen2.5 over `ranks` (see the module doc)."""
   table = byte_to_unicode()
@@ -213,31 +226,26 @@ def build_tokenizer(ranks: dict[bytes, int]) -> hf_tokenizers.Tokenizer:
   tok = hf_tokenizers.Tokenizer(hf_tokenizers.models.BPE(
       vocab, merges, dropout=None, unk_token=None, continuing_subword_prefix='',
       end_of_word_suffix='', fuse_unk=False, byte_fallback=False, ignore_merges=False))
-  tok.normalizer = hf_tokenizers.normalizers.NFC()
-  byte_level = dict(add_prefix_space=False, trim_offsets=False, use_regex=False)
-  tok.pre_tokenizer = hf_tokenizers.pre_tokenizers.Sequence([
-      hf_tokenizers.pre_tokenizers.Split(hf_tokenizers.Regex(PATTERN), behavior='isolated',
-                                         invert=False),
-      hf_tokenizers.pre_tokenizers.ByteLevel(**byte_level)])
-  tok.post_processor = hf_tokenizers.processors.ByteLevel(**byte_level)
-  tok.decoder = hf_tokenizers.decoders.ByteLevel(**byte_level)
+  set_pipeline(tok)
   for content, special in ADDED_TOKENS:   # one at a time: ids in this order
     tok.add_tokens([hf_tokenizers.AddedToken(content, special=special, normalized=False,
                                              lstrip=False, rstrip=False, single_word=False)])
   return tok
 
 
-def tokenizer_config() -> dict:
-  """Qwen2.5-Instruct's tokenizer_config.json."""
+def tokenizer_config(added_tokens: tuple[tuple[str, bool], ...] = ADDED_TOKENS,
+                     first_id: int = NUM_RANKS) -> dict:
+  """Qwen2.5-Instruct's tokenizer_config.json; a tokenizer with other added
+  tokens (`added_tokens`, from id `first_id` on) gets the same settings."""
   added = {
-      str(NUM_RANKS + i): dict(content=content, lstrip=False, normalized=False, rstrip=False,
-                               single_word=False, special=special)
-      for i, (content, special) in enumerate(ADDED_TOKENS)}
+      str(first_id + i): dict(content=content, lstrip=False, normalized=False, rstrip=False,
+                              single_word=False, special=special)
+      for i, (content, special) in enumerate(added_tokens)}
   return {
       'add_bos_token': False,
       'add_prefix_space': False,
       'added_tokens_decoder': added,
-      'additional_special_tokens': [c for c, special in ADDED_TOKENS[1:] if special],
+      'additional_special_tokens': [c for c, special in added_tokens[1:] if special],
       'bos_token': None,
       'chat_template': CHAT_TEMPLATE,
       'clean_up_tokenization_spaces': False,

@@ -10,7 +10,8 @@ from g2po_jax.train import config as config_lib
 CONFIGS = sorted(p.stem for p in pathlib.Path(__file__).parent.parent.glob('configs/*.py')
                  if p.stem not in ('__init__', 'common'))
 # Arguments a config is checked with (besides none).
-ARGS = {'qwen2_5_1_5b_alfworld_like': 'init_from=/models/Qwen2.5-1.5B-Instruct'}
+ARGS = {'qwen2_5_1_5b_alfworld_like': 'init_from=/models/Qwen2.5-1.5B-Instruct',
+        'household_small_think': 'init_from=/runs/think_sft/policy,credit=grpo'}
 
 
 @pytest.mark.parametrize('name', CONFIGS)

@@ -177,3 +177,18 @@ def test_protocol_module_does_not_import_jax():
   code = 'import sys, g2po_jax.protocol; print("jax" in sys.modules)'
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == 'False'
+
+
+@pytest.mark.parametrize('name', protocol.PROTOCOLS)
+def test_render_parses_back_and_rejects_what_would_not(name):
+  p = protocol.make_protocol(name, 'household')
+  for action in ('go to fridge 1', 'take <b>apple</b>', '  look  '):
+    assert p.parse(p.render(action, 'The apple is in the fridge.')) == protocol.Parsed(
+        action.strip(), False)
+  for bad in ('', '  ', 'go to\nfridge 1', '<action>look</action>', 'look</action>'):
+    with pytest.raises(ValueError, match='one non-blank line'):
+      p.render(bad, '')
+  if name == 'think_action':
+    assert p.render('look', ' Why not. ') == '<think>Why not.</think>\n<action>look</action>'
+    with pytest.raises(ValueError, match='reasoning must not hold'):
+      p.render('look', 'I will write <action>look</action>')

@@ -122,6 +122,14 @@ class BatchEnv(abc.ABC):
     None for instances that are done.
     """
 
+  def oracle_plans(self) -> list[tuple[str, ...] | None]:
+    """The rest of an optimal plan from each instance's current state, next
+    action first (None for instances that are done).
+
+    Environments whose oracle looks one step ahead give that step alone.
+    """
+    return [None if a is None else (a,) for a in self.oracle_actions()]
+
   @abc.abstractmethod
   def vocabulary(self) -> list[str]:
     """Every word the environment can write (observations, tasks, actions).

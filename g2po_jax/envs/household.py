@@ -813,6 +813,11 @@ class HouseholdEnv(base.BatchEnv):
       actions.append(w.plan[-1])
     return actions
 
+  def oracle_plans(self) -> list[tuple[str, ...] | None]:
+    actions = self.oracle_actions()        # (re)plans where needed
+    return [None if a is None else tuple(reversed(w.plan))
+            for a, w in zip(actions, self._worlds)]
+
   def task_type(self, index: int) -> str:
     """The task type (one of TASK_TYPES) of instance `index` of the batch."""
     return self._scenes[index].kind

@@ -13,9 +13,13 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from g2po_jax import demos
 from g2po_jax import distributed
 from g2po_jax import graph as graph_lib
+from g2po_jax import protocol as protocol_lib
+from g2po_jax import tokenizers
 from g2po_jax.graph import Graph
+from g2po_jax.train.rollout import encode_prompts
 from g2po_jax.train.rollout import Rollouts
 from g2po_jax.train.step import Minibatch, Trajectories
 
@@ -150,6 +154,36 @@ def sample_rows(prompt_ids: np.ndarray, prompt_lengths: np.ndarray, response_ids
   s, n = response_ids.shape
   return pack_rows(prompt_ids, prompt_lengths, response_ids, response_mask,
                    np.zeros((s, n), np.float32), np.arange(s)[:, None], prompt=width, scored=n)
+
+
+def demonstration_rows(played: list[demos.Demo], tokenizer: tokenizers.Tokenizer,
+                       protocol: protocol_lib.Protocol, *, history: int, prompt_len: int,
+                       rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """The warm start's rows: each state's prompt, labelled with the protocol's
+  rendering of the oracle's next action (think_action: with a reasoning from
+  the oracle's plan, `demos.reasoning`) and eos.
+
+  Prompts are encoded as the rollouts encode them (too long: fewer history
+  steps, then cut from the left).
+
+  Returns:
+    prompt ids [S, P], lengths [S], label ids [S, N], label mask [S, N].
+  """
+  render = lambda i, shown: protocol.prompt(
+      tokenizer, task=played[i].task, history=played[i].history,
+      observation=played[i].observation, admissible=played[i].admissible, step=played[i].step,
+      max_history=shown)
+  ids, lengths = encode_prompts(tokenizer, render, range(len(played)), history, prompt_len)
+  responses = [protocol.render(d.plan[0], demos.reasoning(d.task, d.plan, rng)) for d in played]
+  encoded = [e + [tokenizer.eos_id] for e in tokenizer.encode_many(responses)]
+  n = max(len(e) for e in encoded)
+  label_ids = np.zeros((len(encoded), n), np.int32)
+  label_mask = np.zeros((len(encoded), n), bool)
+  for row, e in enumerate(encoded):
+    label_ids[row, :len(e)] = e
+    label_mask[row, :len(e)] = True
+  return ids, lengths, label_ids, label_mask
 
 
 class Packing(NamedTuple):

@@ -219,8 +219,8 @@ def make_protocol(c: mlc.ConfigDict, tokenizer) -> protocol_lib.Protocol:
   if c.rollout.protocol == 'think_action' and tokenizer.chat_template is None:
     raise config_lib.ConfigError(
         'rollout.protocol=think_action renders prompts with a chat template, and this '
-        "policy's tokenizer has none: use model.tokenizer=qwen2.5 (or a tokenizer directory "
-        'whose tokenizer_config.json has a chat_template), or rollout.protocol=line.')
+        "policy's tokenizer has none: use model.tokenizer=bpe or qwen2.5 (or a tokenizer "
+        'directory whose tokenizer_config.json has a chat_template), or rollout.protocol=line.')
   return protocol_lib.make_protocol(c.rollout.protocol, c.env.name,
                                     system_prompt=c.rollout.system_prompt)
 

@@ -6,6 +6,7 @@ from flax import nnx
 import jax
 import ml_collections as mlc
 
+from g2po_jax import bpe
 from g2po_jax import envs
 from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
@@ -21,11 +22,24 @@ class Policy:
   model_config: qwen2.ModelConfig
 
 
+def make_tokenizer(c: mlc.ConfigDict, env: envs.BatchEnv) -> tokenizers.Tokenizer:
+  """The tokenizer of a fresh policy: `model.tokenizer` 'bpe' trains the
+  small ChatML BPE on the environment's texts (`g2po_jax.bpe`); other names
+  go to `tokenizers.make_tokenizer`."""
+  try:
+    if c.model.tokenizer == 'bpe':
+      return bpe.for_env(env)
+    return tokenizers.make_tokenizer(c.model.tokenizer, env)
+  except ValueError as e:
+    raise config_lib.ConfigError(f'model.tokenizer: {e}') from None
+
+
 def init_policy(c: mlc.ConfigDict, env: envs.BatchEnv, mesh: jax.sharding.Mesh) -> Policy:
   """The policy to train: loaded from `model.init_from`, or fresh.
 
   A fresh policy has the `model.preset` shape and the `model.tokenizer`
-  tokenizer (default: a word tokenizer over the environment's vocabulary);
+  tokenizer (`make_tokenizer`; default: a word tokenizer over the
+  environment's vocabulary);
   a preset's own vocabulary size (Qwen2.5's padded 151,936) is kept when the
   tokenizer fits in it.
   """
@@ -34,10 +48,7 @@ def init_policy(c: mlc.ConfigDict, env: envs.BatchEnv, mesh: jax.sharding.Mesh) 
   if c.model.init_from:
     model, tokenizer = ckpt_lib.load_policy(c.model.init_from, mesh=mesh, **overrides)
   else:
-    try:
-      tokenizer = tokenizers.make_tokenizer(c.model.tokenizer, env)
-    except ValueError as e:
-      raise config_lib.ConfigError(f'model.tokenizer: {e}') from None
+    tokenizer = make_tokenizer(c, env)
     vocab = qwen2.PRESETS[c.model.preset].get('vocab_size', 0)
     if vocab < tokenizer.vocab_size:
       vocab = tokenizer.vocab_size

@@ -171,3 +171,30 @@ def test_graph_flag_draws_a_saved_batch(tmp_path):
   bad = subprocess.run(command[:-1] + ['--graph_group=5'], capture_output=True, text=True,
                        timeout=120)
   assert bad.returncode != 0 and 'group index must lie in [0, 2)' in bad.stderr
+
+
+def test_protocol_tables_and_plot(tmp_path):
+  """think_action runs: the protocol's rates per logged iteration, seconds by phase
+  (one group: both runs are g2po)."""
+  root = tmp_path / 'root'
+  for seed, errors in ((0, (0.4, 0.2)), (1, (0.6, 0.4))):
+    workdir = root / f'credit.name=g2po,seed={seed}'
+    _write_run(workdir, 'g2po', seed, [0.1, 0.2], num_iterations=2)
+    writer = tensorboardX.SummaryWriter(str(workdir), filename_suffix='.protocol')
+    for i, e in enumerate(errors):
+      for prefix in ('rollout', 'eval'):
+        for tag, value in (('success', 0.1 * i), ('format_error_rate', e),
+                           ('invalid_rate', 0.3), ('response_length', 40.0),
+                           ('tokens_per_episode', 400.0)):
+          writer.add_scalar(f'{prefix}/{tag}', value, 2 * i)
+      writer.add_scalar('time/sampling', 3.0 + seed, i + 1)
+    writer.close()
+  path = report.write_report(str(root), str(tmp_path / 'out'), 0.5, None, 1)
+  text = open(path).read()
+  assert '## The protocol' in text and os.path.isfile(tmp_path / 'out' / 'protocol.png')
+  eval_table = text.split('### Evaluation')[1].split('### Rollouts')[0]
+  assert '| all | 0 | 0.000 ± 0.000 | 0.500 ± 0.141 | 0.300 ± 0.000 | 40.0 ± 0.0 |' in eval_table
+  assert '| all | 2 | 0.100 ± 0.000 | 0.300 ± 0.141 |' in eval_table
+  phases = text.split('### Seconds per iteration by phase')[1]
+  assert '| group | sampling | graph | credit | iteration |' in phases
+  assert '| all | 3.5 ± 0.7 | 0.1 ± 0.0 |' in phases
