@@ -1,10 +1,11 @@
 r"""Shared prompts: prefilled once by the sampler, read once by the update.
 
-For each setting, runs the trainer's own iterations twice in one process,
-with `rollout.share_prompts` and `ppo.pack_shared_prompts` both on, then
-both off. The learning rate is 1e-30, so the policy never changes and both
-modes sample the very same episodes (sharing draws the same tokens): every
-difference is the cost of the work. Reports per mode the duplication factor
+For each setting, runs the trainer's own iterations in one process with
+`rollout.share_prompts` and `ppo.pack_shared_prompts` both on and both off,
+the two modes taking turns iteration by iteration. The learning rate is
+1e-30, so the policy never changes and both modes sample the very same
+episodes (sharing draws the same tokens): every difference is the cost of
+the work. Reports per mode the duplication factor
 per rollout step (sampler rows / distinct prompts), prompt tokens prefilled
 and tokens the update reads per iteration, and seconds per phase (the
 median over the iterations after the first, which compiles).
@@ -51,53 +52,73 @@ def demo_config():
   return c
 
 
-def _run_mode(c, share: bool, fixed_lengths: int | None) -> dict:
-  c = c.copy_and_resolve_references()
-  c.rollout.share_prompts = c.ppo.pack_shared_prompts = share
-  c.optim.lr, c.optim.warmup_steps = 1e-30, 0
-  c.ckpt.every = 10**6
-  with tempfile.TemporaryDirectory() as workdir:
-    run = loop.setup(c, workdir)
+class _Mode:
+  """The trainer with sharing on or off, stepped one iteration at a time."""
+
+  def __init__(self, c, share: bool, fixed_lengths: int | None, workdir: str):
+    c = c.copy_and_resolve_references()
+    c.rollout.share_prompts = c.ppo.pack_shared_prompts = share
+    c.optim.lr, c.optim.warmup_steps = 1e-30, 0
+    c.ckpt.every = 10**6
+    self.run = loop.setup(c, workdir)
     if fixed_lengths:
-      perf.Recorder(run, fixed_lengths)
-    calls = []                                   # (step of the episode, rows, distinct)
-    sampler = run.sampler
+      perf.Recorder(self.run, fixed_lengths)
+    self.calls = []                               # (step of the episode, rows, distinct)
+    self.iterations = []
+    sampler = self.run.sampler
 
     def counting(params, tokens, lengths, rng, row_ids=None, **kw):
       distinct = len(np.unique(graph_lib.hash_tokens(tokens, lengths)))
-      calls.append((len(calls), len(lengths), distinct))
+      self.calls.append((len(self.calls), len(lengths), distinct))
       return sampler(params, tokens, lengths, rng, row_ids, **kw)
 
-    run.sampler = counting
-    iterations = []
+    self.run.sampler = counting
+
+  def iterate(self, it: int) -> None:
+    self.calls.clear()
+    values = loop.run_iteration(self.run, it)
+    values['_calls'] = list(self.calls)
+    self.iterations.append(values)
+
+  def close(self) -> None:
+    self.run.ckpt.close()
+    self.run.writer.close()
+    self.run.env.close()
+
+  def summary(self) -> dict:
+    timed = self.iterations[1:] or self.iterations
+    med = lambda key: statistics.median(v[key] for v in timed)
+    last = self.iterations[-1]
+    rows = np.array([c[1] for c in last['_calls']], np.float64)
+    distinct = np.array([c[2] for c in last['_calls']], np.float64)
+    return {
+        'seconds_sampling': med('time/sampling'), 'seconds_update': med('time/update'),
+        'seconds_iteration': med('time/iteration'),
+        'samples': last['rollout/env_steps'],
+        'unique_prompts_per_sample': last['share/unique_prompts_per_sample'],
+        'update_rows_per_sample': last['share/update_rows_per_sample'],
+        'prefill_tokens_saved': last['share/prefill_tokens_saved'],
+        'train_tokens_saved': last['share/train_tokens_saved'],
+        'duplication_per_step': (rows / np.maximum(distinct, 1)).round(2).tolist(),
+        'success': last['rollout/success'],
+    }
+
+
+def _run_modes(c, fixed_lengths: int | None) -> tuple[dict, dict]:
+  """Both modes, taking turns iteration by iteration, so that a change in
+  the machine's load falls on both alike."""
+  with tempfile.TemporaryDirectory() as on_dir, tempfile.TemporaryDirectory() as off_dir:
+    on, off = _Mode(c, True, fixed_lengths, on_dir), _Mode(c, False, fixed_lengths, off_dir)
     for it in range(_ITERATIONS.value):
-      calls.clear()
-      values = loop.run_iteration(run, it)
-      values['_calls'] = list(calls)
-      iterations.append(values)
-    run.ckpt.close()
-    run.writer.close()
-    run.env.close()
-  timed = iterations[1:] or iterations
-  med = lambda key: statistics.median(v[key] for v in timed)
-  last = iterations[-1]
-  rows = np.array([c[1] for c in last['_calls']], np.float64)
-  distinct = np.array([c[2] for c in last['_calls']], np.float64)
-  return {
-      'seconds_sampling': med('time/sampling'), 'seconds_update': med('time/update'),
-      'seconds_iteration': med('time/iteration'),
-      'samples': last['rollout/env_steps'],
-      'unique_prompts_per_sample': last['share/unique_prompts_per_sample'],
-      'update_rows_per_sample': last['share/update_rows_per_sample'],
-      'prefill_tokens_saved': last['share/prefill_tokens_saved'],
-      'train_tokens_saved': last['share/train_tokens_saved'],
-      'duplication_per_step': (rows / np.maximum(distinct, 1)).round(2).tolist(),
-      'success': last['rollout/success'],
-  }
+      on.iterate(it)
+      off.iterate(it)
+    on.close()
+    off.close()
+  return on.summary(), off.summary()
 
 
 def compare(name: str, c, fixed_lengths: int | None = None) -> dict:
-  on, off = _run_mode(c, True, fixed_lengths), _run_mode(c, False, fixed_lengths)
+  on, off = _run_modes(c, fixed_lengths)
   assert on['samples'] == off['samples'], 'the two modes must sample the same episodes'
   out = {'on': on, 'off': off,
          'sampling_ratio': on['seconds_sampling'] / off['seconds_sampling'],
