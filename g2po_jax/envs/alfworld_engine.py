@@ -1,0 +1,103 @@
+"""ALFWorld's text engine, one game at a time. Host only: never imports jax.
+
+A game is a `game.tw-pddl` JSON (`pddl_domain`, `grammar`, `pddl_problem`)
+played by TextWorld's `PddlEnv`, wrapped in ALFWorld's `AlfredDemangler` and
+`AlfredInfos` exactly as ALFWorld's own TextWorld environment wraps it, so
+names (`cabinet 3`), texts and admissible commands are the engine's own.
+
+Speed. TextWorld re-parses the grammar string of every admissible command's
+template, and every condition of the grammar, with TatSu on every step;
+that was about three quarters of a step's CPU time. `_cache_grammar_parses`
+memoizes those parses (the parsed symbols are copied on every use, since
+derivation mutates them), which leaves texts and commands unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import random
+
+_INSTALL_HINT = "pip install -e '.[alfworld]'"
+_NOTHING_HAPPENS = 'Nothing happens.'
+
+
+def require_alfworld() -> None:
+  """Raises a one-line RuntimeError when the `alfworld` extra is missing."""
+  for module in ('alfworld', 'textworld', 'fast_downward'):
+    if importlib.util.find_spec(module) is None:
+      raise RuntimeError(f'the alfworld environment needs the {module!r} '
+                         f'package: {_INSTALL_HINT}')
+
+
+@functools.cache
+def _cache_grammar_parses() -> None:
+  """Memoizes TextWorld's grammar parses (once per process)."""
+  from textworld.envs.pddl import textgen
+  from textworld.logic import Rule
+
+  parse = functools.lru_cache(maxsize=None)(
+      lambda text, rule_name, trace: textgen._PARSER.parse(text, rule_name=rule_name,
+                                                            trace=trace))
+  convert = textgen._Converter()
+
+  def parse_and_convert(text, rule_name, trace=False):
+    # The converted symbols get contexts assigned during derivation: each
+    # caller needs its own copy.
+    return copy.deepcopy(_converted(text, rule_name, trace))
+
+  @functools.lru_cache(maxsize=None)
+  def _converted(text, rule_name, trace):
+    return convert.walk(parse(text, rule_name, trace))
+
+  textgen._parse_and_convert = parse_and_convert
+  # Queries are only read (matched against the state), never changed.
+  Rule.parse_conjunctive_query = functools.lru_cache(maxsize=None)(
+      Rule.parse_conjunctive_query)
+
+
+class Engine:
+  """One ALFWorld game: load a `game.tw-pddl`, reset, step, plan.
+
+  Python's global `random` is seeded before every reset: ALFWorld's wrappers
+  draw from it, and replays must match.
+  """
+
+  def __init__(self):
+    require_alfworld()
+    _cache_grammar_parses()
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import (AlfredDemangler,
+                                                           AlfredInfos)
+    from textworld.envs import PddlEnv
+    infos = textworld.EnvInfos(won=True, admissible_commands=True,
+                               policy_commands=False, extras=['gamefile'])
+    self._env = AlfredInfos(AlfredDemangler(PddlEnv(infos), shuffle=False))
+    self._game_file = None
+    self.admissible: tuple[str, ...] = ()
+
+  def reset(self, game_file: str, seed: int) -> tuple[str, tuple[str, ...]]:
+    """Starts `game_file`; returns (intro text, admissible commands)."""
+    if game_file != self._game_file:
+      self._env.load(game_file)
+      self._game_file = game_file
+    random.seed(seed)
+    state = self._env.reset()
+    self.admissible = tuple(state['admissible_commands'])
+    return state['feedback'], self.admissible
+
+  def step(self, command: str) -> tuple[str, tuple[str, ...], bool]:
+    """Plays an admissible command; returns (feedback, admissible, won)."""
+    state, _, _ = self._env.step(command)
+    self.admissible = tuple(state['admissible_commands'])
+    return state['feedback'], self.admissible, bool(state['won'])
+
+  def plan(self) -> list[str]:
+    """The engine's own planner (Fast Downward) from the current state.
+
+    Returns the commands of an optimal plan; [] when the goal is unreachable
+    or already reached.
+    """
+    pddl_env = self._env.unwrapped
+    return pddl_env._pddl_state.replan(pddl_env._entity_infos)
