@@ -3,7 +3,7 @@
 `make(name, **kwargs)` builds an environment by name. The table below is the
 whole registry: each entry names the module, the class and its preset
 arguments; modules are imported on first use so that, e.g., the Java-backed
-TextWorldExpress adapter costs nothing until asked for.
+TextWorldExpress adapter and the ALFWorld engine cost nothing until asked for.
 """
 
 import importlib
@@ -19,6 +19,7 @@ _REGISTRY = {
     'twx-coin': ('twx', 'TWXEnv', {'game': 'coin'}),
     'shop-small': ('shop', 'ShopEnv', {'preset': 'small'}),
     'shop': ('shop', 'ShopEnv', {'preset': 'full'}),
+    'alfworld': ('alfworld', 'AlfWorldEnv', {}),
 }
 
 NAMES = tuple(_REGISTRY)

@@ -95,18 +95,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import multiprocessing as mp
 import os
 import shutil
 import struct
 import subprocess
-import traceback
-import weakref
 import zipfile
 from collections.abc import Sequence
 
 import numpy as np
 
+from g2po_jax.envs import workers
 from g2po_jax.envs.base import BatchEnv, TimeStep, seed_split, split_words
 
 # TWX game name -> (gold agent class, {kwarg: (TWX parameter, min, max, default)}).
@@ -339,50 +337,6 @@ def _class_string_literals(data: bytes) -> list[str]:
   return [utf8[i].decode('utf-8', 'replace') for i in literal_ids]
 
 
-def _error(e: Exception) -> tuple:
-  return ('error', (type(e).__name__, str(e), traceback.format_exc()))
-
-
-def _serve(conn, game: str, params: str) -> None:
-  """Worker main loop: (command, args) in, ('ok', result) or ('error', ...) out."""
-  try:
-    server = _Server(game, params)
-  except Exception as e:                       # noqa: BLE001 (sent to parent)
-    conn.send(_error(e))
-    return
-  conn.send(('ok', None))
-  try:
-    while True:
-      try:
-        command, args = conn.recv()
-      except EOFError:                         # the parent is gone
-        break
-      if command == 'close':
-        break
-      try:
-        conn.send(('ok', getattr(server, command)(*args)))
-      except Exception as e:                   # noqa: BLE001 (sent to parent)
-        conn.send(_error(e))
-  finally:
-    server.close()
-
-
-def _shutdown(procs, conns) -> None:
-  """Stops the workers (idempotent; run by close(), GC and atexit)."""
-  for conn in conns:
-    try:
-      conn.send(('close', ()))
-    except (OSError, ValueError):              # already closed
-      pass
-  for proc in procs:
-    proc.join(timeout=10)
-    if proc.is_alive():
-      proc.terminate()
-      proc.join(timeout=5)
-  for conn in conns:
-    conn.close()
-
-
 # ---------------------------------------------------------------------------
 # The batched environment (parent process).
 # ---------------------------------------------------------------------------
@@ -440,26 +394,8 @@ class TWXEnv(BatchEnv):
     self.game = game
     self.game_params = values
     params = ','.join(f'{spec[k][0]}={int(v)}' for k, v in values.items())
-    ctx = mp.get_context('spawn')
-    self._conns, self._procs = [], []
-    for _ in range(num_workers):
-      parent, child = ctx.Pipe()
-      proc = ctx.Process(target=_serve, args=(child, game, params), daemon=True)
-      proc.start()
-      child.close()
-      self._conns.append(parent)
-      self._procs.append(proc)
-    self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
-    for w in range(num_workers):
-      if not self._conns[w].poll(_START_TIMEOUT_S):
-        self.close()
-        raise RuntimeError(f'twx worker {w} did not start within '
-                           f'{_START_TIMEOUT_S:.0f} s.')
-      try:
-        self._receive(w)
-      except (RuntimeError, ValueError):
-        self.close()
-        raise
+    self._pool = workers.WorkerPool('twx', _Server, (game, params),
+                                    num_workers, _START_TIMEOUT_S)
     self._vocabulary = None
     self._tasks: list[str] = []
     self._admissible: list[tuple[str, ...]] = []
@@ -473,7 +409,7 @@ class TWXEnv(BatchEnv):
     if not seeds:
       raise ValueError('seeds must not be empty.')
     w = self._num_workers
-    replies = self._call('reset', [(i, (i // w, s, _FOLDS[seed_split(s)]))
+    replies = self._pool.call('reset', [(i, (i // w, s, _FOLDS[seed_split(s)]))
                                    for i, s in enumerate(seeds)])
     self._tasks = [r[0] for r in replies]
     self._admissible = [r[2] for r in replies]
@@ -504,7 +440,7 @@ class TWXEnv(BatchEnv):
                           admissible=self._admissible[i], reward=0.0,
                           done=False, won=False, valid=False,
                           state_key=self._keys[i])
-    for (i, _), (obs, adm, key, won, failed) in zip(sent, self._call('step', sent)):
+    for (i, _), (obs, adm, key, won, failed) in zip(sent, self._pool.call('step', sent)):
       self._admissible[i], self._keys[i] = adm, key
       self._done[i] = won or failed
       out[i] = TimeStep(observation=obs, task=self._tasks[i], admissible=adm,
@@ -516,65 +452,20 @@ class TWXEnv(BatchEnv):
     live = [(i, i // self._num_workers)
             for i, done in enumerate(self._done) if not done]
     out: list[str | None] = [None] * len(self._done)
-    for (i, _), action in zip(live, self._call('oracle', live)):
+    for (i, _), action in zip(live, self._pool.call('oracle', live)):
       out[i] = action
     return out
 
   def vocabulary(self) -> list[str]:
     if self._vocabulary is None:
-      self._send(0, 'vocabulary', (_VOCAB_SEEDS,))
-      self._vocabulary = self._receive(0)
+      self._vocabulary = self._pool.ask(0, 'vocabulary', (_VOCAB_SEEDS,))
     return list(self._vocabulary)
 
   def close(self) -> None:
-    self._finalizer()
+    self._pool.close()
 
   # -- worker messaging -----------------------------------------------------
 
   @property
   def _num_workers(self) -> int:
-    return len(self._conns)
-
-  def _call(self, command: str, requests: list[tuple[int, object]]) -> list:
-    """Runs (instance, request) pairs on the instances' workers, in parallel.
-
-    Instance i lives on worker i % num_workers. Returns the replies in the
-    order of `requests`.
-    """
-    by_worker = [[] for _ in self._conns]
-    for i, request in requests:
-      by_worker[i % self._num_workers].append(request)
-    busy = [w for w, batch in enumerate(by_worker) if batch]
-    for w in busy:
-      self._send(w, command, (by_worker[w],))
-    replies, error = {}, None
-    for w in busy:                   # drain every pipe before raising
-      try:
-        replies[w] = iter(self._receive(w))
-      except (RuntimeError, ValueError) as e:
-        error = error or e
-    if error is not None:
-      raise error
-    return [next(replies[i % self._num_workers]) for i, _ in requests]
-
-  def _send(self, w: int, command: str, args: tuple) -> None:
-    if not self._finalizer.alive:
-      raise RuntimeError('the environment is closed.')
-    try:
-      self._conns[w].send((command, args))
-    except OSError as e:
-      raise RuntimeError(f'twx worker {w} is gone '
-                         f'(exit code {self._procs[w].exitcode}).') from e
-
-  def _receive(self, w: int):
-    try:
-      status, payload = self._conns[w].recv()
-    except EOFError as e:
-      raise RuntimeError(f'twx worker {w} exited '
-                         f'(exit code {self._procs[w].exitcode}).') from e
-    if status == 'ok':
-      return payload
-    kind, message, tb = payload
-    if kind == 'ValueError':                   # bad input, e.g. game params
-      raise ValueError(message)
-    raise RuntimeError(f'twx worker {w} failed:\n{tb}')
+    return self._pool.num_workers
