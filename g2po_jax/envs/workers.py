@@ -216,7 +216,7 @@ class WorkerPool:
   def _receive(self, w: int):
     try:
       status, payload = self._conns[w].recv()
-    except EOFError as e:
+    except (EOFError, OSError) as e:           # OSError: reset by a kill
       raise WorkerExited(f'{self._label} worker {w} exited '
                          f'(exit code {self.procs[w].exitcode}).') from e
     if status == 'ok':
