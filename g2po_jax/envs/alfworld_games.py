@@ -125,25 +125,36 @@ def split_scenes(split: str) -> tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Task:
+class Task:
+  """What to do: the goal's parameters, as in ALFRED's `pddl_params`."""
   task_type: str
   object_target: str
   parent_target: str         # '' for look_at_obj_in_light
   toggle_target: str         # '' unless look_at_obj_in_light
 
 
+@dataclasses.dataclass(frozen=True)
+class Game:
+  """A sampled game: where, what to do, the task's words, what lies where."""
+  scene: Scene
+  task: Task
+  text: str
+  placed: tuple[tuple[str, str, str], ...]   # (object id, type, receptacle id)
+
+
 def _sample_task(task_type: str, scene: Scene,
-                 rng: np.random.Generator) -> _Task | None:
+                 rng: np.random.Generator) -> Task | None:
   """A task this scene can host, or None."""
   c = _constants()
   if task_type not in c.GOALS_VALID or scene.room not in c.GOALS_VALID[task_type]:
     return None
   rtypes = sorted({r[1] for r in scene.receptacles})
   if task_type == 'look_at_obj_in_light':
-    if not scene.lamp_types or not set(rtypes) & set(_LAMP_STANDS):
+    if (not scene.lamp_types or not scene.object_types
+        or not set(rtypes) & set(_LAMP_STANDS)):
       return None
-    return _Task(task_type, str(rng.choice(scene.object_types)), '',
-                 str(rng.choice(scene.lamp_types)))
+    return Task(task_type, str(rng.choice(scene.object_types)), '',
+                str(rng.choice(scene.lamp_types)))
   objects = list(scene.object_types)
   tool = _TOOLS.get(task_type)
   if tool is not None:
@@ -156,10 +167,10 @@ def _sample_task(task_type: str, scene: Scene,
   if not pairs:
     return None
   obj, recep = pairs[rng.integers(len(pairs))]
-  return _Task(task_type, obj, recep, '')
+  return Task(task_type, obj, recep, '')
 
 
-def _task_text(task: _Task, rng: np.random.Generator) -> str:
+def _task_text(task: Task, rng: np.random.Generator) -> str:
   from alfworld.gen import goal_library
   templates = goal_library.gdict[task.task_type]['templates']
   return templates[rng.integers(len(templates))].format(
@@ -167,7 +178,7 @@ def _task_text(task: _Task, rng: np.random.Generator) -> str:
       toggle=task.toggle_target.lower(), mrecep='')
 
 
-def _place_objects(task: _Task, scene: Scene, rng: np.random.Generator):
+def _place_objects(task: Task, scene: Scene, rng: np.random.Generator):
   """(object id, type, receptacle id) of every object of a new game."""
   c = _constants()
   placed = []
@@ -187,10 +198,10 @@ def _place_objects(task: _Task, scene: Scene, rng: np.random.Generator):
   return placed
 
 
-def _problem(name: str, task: _Task, scene: Scene,
-             placed: list[tuple[str, str, str]]) -> str:
+def _problem(name: str, game: Game) -> str:
   """The PDDL problem of a game: the scene, the objects, the goal."""
   c = _constants()
+  task, scene, placed = game.task, game.scene, game.placed
   from alfworld.gen import goal_library
   m = _mangle
   location = {rid: m(loc) for rid, _, loc in scene.receptacles}
@@ -234,17 +245,17 @@ def _problem(name: str, task: _Task, scene: Scene,
           + '\n)\n' + goal.replace('#', '-'))
 
 
-def _write_game(directory: str, name: str, task: _Task, text: str, scene: Scene,
-                placed: list[tuple[str, str, str]]) -> str:
+def _write_game(directory: str, name: str, game: Game) -> str:
   """Writes game.tw-pddl and traj_data.json; returns the game file's path."""
+  task, scene = game.task, game.scene
   from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH
   os.makedirs(directory, exist_ok=True)
   with open(ALFRED_PDDL_PATH) as f:
     domain = f.read()
   with open(ALFRED_TWL2_PATH) as f:
-    grammar = f.read().replace('UNKNOWN GOAL', text)
-  game = {'pddl_domain': domain, 'grammar': grammar,
-          'pddl_problem': _problem(name, task, scene, placed), 'solvable': None}
+    grammar = f.read().replace('UNKNOWN GOAL', game.text)
+  data = {'pddl_domain': domain, 'grammar': grammar,
+          'pddl_problem': _problem(name, game), 'solvable': None}
   traj = {'task_id': name, 'task_type': task.task_type,
           'scene': {'floor_plan': f'FloorPlan{scene.number}',
                     'scene_num': scene.number},
@@ -252,10 +263,10 @@ def _write_game(directory: str, name: str, task: _Task, text: str, scene: Scene,
                           'parent_target': task.parent_target,
                           'toggle_target': task.toggle_target,
                           'mrecep_target': '', 'object_sliced': False},
-          'turk_annotations': {'anns': [{'task_desc': text}]}}
+          'turk_annotations': {'anns': [{'task_desc': game.text}]}}
   path = os.path.join(directory, 'game.tw-pddl')
   with open(path, 'w') as f:
-    json.dump(game, f)
+    json.dump(data, f)
   with open(os.path.join(directory, 'traj_data.json'), 'w') as f:
     json.dump(traj, f, indent=1)
   return path
@@ -274,33 +285,40 @@ def _solved_by_plan(engine: alfworld_engine.Engine, path: str) -> list[str]:
   return []
 
 
+def sample_game(split: str, task_type: str, index: int, seed: int,
+                attempt: int) -> Game | None:
+  """Try `attempt` at game `index` of (split, task type); None if the drawn
+  scene cannot host the task type. A pure function of its arguments."""
+  rng = np.random.default_rng([seed, list(SPLIT_DIRS).index(split),
+                               TASK_TYPES.index(task_type), index, attempt])
+  scenes = split_scenes(split)
+  scene = load_scene(int(scenes[rng.integers(len(scenes))]))
+  task = _sample_task(task_type, scene, rng)
+  if task is None:
+    return None
+  placed = tuple(_place_objects(task, scene, rng))
+  return Game(scene, task, _task_text(task, rng), placed)
+
+
 def _make_one(args: tuple[str, str, str, int, int]) -> str | None:
   """Writes game `index` of (split, task type); returns its path or None."""
   out, split, task_type, index, seed = args
-  scenes = [s for s in split_scenes(split)]
-  engine = _engine()
   for attempt in range(_ATTEMPTS):
-    rng = np.random.default_rng(
-        [seed, list(SPLIT_DIRS).index(split), TASK_TYPES.index(task_type),
-         index, attempt])
-    scene = load_scene(int(scenes[rng.integers(len(scenes))]))
-    task = _sample_task(task_type, scene, rng)
-    if task is None:
+    game = sample_game(split, task_type, index, seed, attempt)
+    if game is None:
       continue
-    placed = _place_objects(task, scene, rng)
-    text = _task_text(task, rng)
-    folder = (f'{task_type}-{task.object_target}-None-'
-              f'{task.parent_target or task.toggle_target}-{scene.number}')
+    target = game.task.parent_target or game.task.toggle_target
+    folder = (f'{task_type}-{game.task.object_target}-None-{target}-'
+              f'{game.scene.number}')
     directory = os.path.join(out, SPLIT_DIRS[split], folder, f'trial_{index:05d}')
-    path = _write_game(directory, f'{split}_{task_type}_{index}', task, text,
-                       scene, placed)
-    plan = _solved_by_plan(engine, path)
+    path = _write_game(directory, f'{split}_{task_type}_{index}', game)
+    plan = _solved_by_plan(_engine(), path)
     if plan:
       with open(path) as f:
-        game = json.load(f)
-      game.update(solvable=True, walkthrough=plan)
+        data = json.load(f)
+      data.update(solvable=True, walkthrough=plan)
       with open(path, 'w') as f:
-        json.dump(game, f)
+        json.dump(data, f)
       return path
     shutil.rmtree(directory)
   return None
