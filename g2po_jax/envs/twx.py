@@ -3,13 +3,14 @@
 Host only: never imports jax. Wraps the `textworld-express` package (1.1.0,
 Java) in the batched `BatchEnv` protocol.
 
-Processes. Each of `num_workers` worker processes (multiprocessing 'spawn':
-JAX in the parent is not fork-safe) owns one JVM, reached through py4j from a
-single thread (the Java side is not thread-safe). Inside that JVM every task
-instance the worker serves has its own TWX game object (`PythonInterface`),
-so no instance is ever replayed to step another. Instance i of a batch lives
-on worker i % num_workers. The parent sends one message per worker per call
-and the workers step their instances in parallel. `close()` (also run at
+Processes. Each of `num_workers` worker processes (`workers.WorkerPool`;
+'spawn': JAX in the parent is not fork-safe) owns one JVM, reached through
+py4j from a single thread (the Java side is not thread-safe). Inside that
+JVM every task instance the worker serves has its own TWX game object
+(`PythonInterface`), so no instance is ever replayed to step another.
+Instance i of a batch lives on worker i % num_workers. The parent sends one
+message per worker per call and the workers step their instances in
+parallel. `close()` (also run at
 garbage collection and interpreter exit) shuts the JVMs down; a worker whose
 parent dies exits on the closed pipe, and its JVM exits with it.
 
