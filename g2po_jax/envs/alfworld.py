@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 
 import numpy as np
@@ -102,14 +103,17 @@ def _generate_default(root: str) -> None:
   """Writes the default game set to `root`, atomically."""
   from g2po_jax.envs import alfworld_games
   partial = f'{root}.partial-{os.getpid()}'
-  for split, per_type in DEFAULT_PER_TYPE.items():
-    alfworld_games.write_games(partial, split, per_type, seed=0,
-                               num_workers=max(1, min(4, os.cpu_count() or 1)))
   try:
-    os.replace(partial, root)
-  except OSError:                  # another process finished first
-    if not os.path.isdir(os.path.join(root, 'train')):
-      raise
+    for split, per_type in DEFAULT_PER_TYPE.items():
+      alfworld_games.write_games(partial, split, per_type, seed=0,
+                                 num_workers=max(1, min(4, os.cpu_count() or 1)))
+    try:
+      os.replace(partial, root)
+    except OSError:                # another process finished first
+      if not os.path.isdir(os.path.join(root, 'train')):
+        raise
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def list_games(root: str, split_dir: str) -> list[tuple[str, str]]:

@@ -192,6 +192,29 @@ def test_official_layout_directory(data_dir, tmp_path, monkeypatch):
 
 
 @needs_alfworld
+def test_first_use_generates_the_default_set_once(data_dir, tmp_path, monkeypatch):
+  """No data_dir, no $ALFWORLD_DATA: the default set is written to the cache
+  on first use (here copied from the session's games) and reused after."""
+  calls = []
+
+  def write_games(out, split, per_type, seed, num_workers):
+    del seed, num_workers
+    calls.append((split, per_type))
+    folder = alfworld_games.SPLIT_DIRS[split]
+    shutil.copytree(os.path.join(data_dir, folder), os.path.join(out, folder))
+
+  monkeypatch.setattr(alfworld_games, 'write_games', write_games)
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+  monkeypatch.delenv('ALFWORLD_DATA', raising=False)
+  root = alfworld.resolve_data_dir(None)
+  assert root == str(tmp_path / 'g2po_jax' / 'alfworld')
+  assert calls == list(alfworld.DEFAULT_PER_TYPE.items())
+  assert len(alfworld.list_games(root, 'valid_unseen')) == 6 * PER_TYPE
+  assert alfworld.resolve_data_dir(None) == root and len(calls) == 2
+  assert os.listdir(tmp_path / 'g2po_jax') == ['alfworld']   # no partial left
+
+
+@needs_alfworld
 def test_generation_is_deterministic_from_the_seed():
   def first_game(seed):
     games = (alfworld_games.sample_game('train', 'pick_two_obj_and_place', 0,
