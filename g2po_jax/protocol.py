@@ -158,6 +158,7 @@ WORDINGS = {
     'twx-coin': _twx('Coin Collector'),
     'shop-small': _SHOP,
     'shop': _SHOP,
+    'alfworld': _HOUSEHOLD,      # the real engine behind the same household
 }
 
 
