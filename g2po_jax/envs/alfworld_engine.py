@@ -50,19 +50,16 @@ def _cache_parses() -> None:
   fast_downward.pddl2sas = (lambda domain, problem, verbose=False, optimize=False:
                             translate(domain, problem, optimize))
 
-  parse = functools.lru_cache(maxsize=None)(
-      lambda text, rule_name, trace: textgen._PARSER.parse(text, rule_name=rule_name,
-                                                            trace=trace))
-  convert = textgen._Converter()
+  # A few hundred distinct strings per domain: templates and conditions.
+  @functools.lru_cache(maxsize=None)
+  def converted(text, rule_name, trace):
+    model = textgen._PARSER.parse(text, rule_name=rule_name, trace=trace)
+    return textgen._Converter().walk(model)
 
   def parse_and_convert(text, rule_name, trace=False):
     # The converted symbols get contexts assigned during derivation: each
     # caller needs its own copy.
-    return copy.deepcopy(_converted(text, rule_name, trace))
-
-  @functools.lru_cache(maxsize=None)
-  def _converted(text, rule_name, trace):
-    return convert.walk(parse(text, rule_name, trace))
+    return copy.deepcopy(converted(text, rule_name, trace))
 
   textgen._parse_and_convert = parse_and_convert
   # Queries are only read (matched against the state), never changed.
