@@ -27,6 +27,16 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # TextWorldExpress (needs a Java runtime on the machine).
     'twx': ['textworld-express==1.1.0'],
+    # ALFWorld's text engine: TextWorld's PDDL player and Fast Downward.
+    # jericho and fast-downward-textworld compile from source (gcc/g++, make,
+    # cmake), and the latter's build runs `python`, which must be this
+    # environment's (the Makefile puts .venv/bin first on PATH).
+    'alfworld': [
+        'alfworld==0.4.2',
+        'textworld[pddl]==1.7.0',
+        'jericho==3.3.1',
+        'fast-downward-textworld==20.6.4',
+    ],
     'test': [
         'textworld-express==1.1.0',
         'pytest==9.2.0',

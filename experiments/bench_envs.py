@@ -1,7 +1,10 @@
 r"""Environment speed and the state overlap that G2PO's graph credit feeds on.
 
 For each environment: steps per second of a random policy over a batch
-(env.step only: resets and the policy are not timed), then `group_size`
+(env.step only: resets and the policy are not timed), the wall time of the
+first reset of that batch per instance (ALFWorld loads its games there), for
+environments with worker processes optionally again with each of
+`--worker_counts` workers, then `group_size`
 attempts at each of `tasks` training tasks by a noisy oracle (a uniformly
 random admissible action with probability `noise`, else the oracle's), with
 these statistics over every step taken (a step sits in the node
@@ -21,6 +24,8 @@ ALFWorld.
   python -m experiments.bench_envs
   python -m experiments.bench_envs --envs=household-small --tasks=16 \
       --json=/tmp/envs.json
+  python -m experiments.bench_envs --envs=alfworld --tasks=16 \
+      --worker_counts=1,2,4 --json=/tmp/alfworld.json
 """
 
 import json
@@ -41,14 +46,25 @@ _SPEED_SECONDS = flags.DEFINE_float(
     'speed_seconds', 2.0, 'Minimum env.step time spent measuring speed.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the policies\' randomness.')
 _JSON = flags.DEFINE_string('json', None, 'Write the results here as JSON.')
+_WORKER_COUNTS = flags.DEFINE_list(
+    'worker_counts', [], 'Also measure steps/s with each of these numbers of '
+    'worker processes (environments with a num_workers option).')
 
 
 def steps_per_second(env: envs.BatchEnv, seeds: np.ndarray,
-                     rng: np.random.Generator, min_seconds: float) -> float:
-  """Random-policy throughput of env.step over batches of `seeds`."""
-  steps, elapsed = 0, 0.0
+                     rng: np.random.Generator,
+                     min_seconds: float) -> tuple[float, float]:
+  """Random-policy throughput of env.step over batches of `seeds`.
+
+  Returns:
+    (steps per second, wall seconds per instance of the first reset).
+  """
+  steps, elapsed, reset_s = 0, 0.0, None
   while elapsed < min_seconds:
+    tic = time.perf_counter()
     live = env.reset(seeds)
+    if reset_s is None:
+      reset_s = (time.perf_counter() - tic) / len(seeds)
     for _ in range(env.max_steps):
       actions = [ts.admissible[rng.integers(len(ts.admissible))]
                  if ts is not None and not ts.done else None for ts in live]
@@ -59,7 +75,7 @@ def steps_per_second(env: envs.BatchEnv, seeds: np.ndarray,
       elapsed += time.perf_counter() - tic
       steps += sum(a is not None for a in actions)
       live = [o if o is not None else ts for o, ts in zip(out, live)]
-  return steps / elapsed
+  return steps / elapsed, reset_s
 
 
 def noisy_oracle_rollouts(env: envs.BatchEnv, task_seeds: np.ndarray,
@@ -126,8 +142,8 @@ def measure(env: envs.BatchEnv, num_tasks: int, group_size: int,
             noise: float, min_seconds: float, seed: int) -> dict:
   """All statistics of one environment."""
   task_seeds = envs.split_seeds('train', num_tasks)
-  speed = steps_per_second(env, task_seeds, np.random.default_rng(seed),
-                           min_seconds)
+  speed, reset_s = steps_per_second(env, task_seeds,
+                                    np.random.default_rng(seed), min_seconds)
   # Its own generator: the timed loop's draws must not shift these.
   rng = np.random.default_rng(seed + 1)
   node, attempt, won, _, score = noisy_oracle_rollouts(env, task_seeds, group_size,
@@ -136,9 +152,22 @@ def measure(env: envs.BatchEnv, num_tasks: int, group_size: int,
   if not clean_won.all():
     logging.warning('%s: the noise-free oracle lost %d of %d tasks.', env.name,
                     (~clean_won).sum(), num_tasks)
-  return {'steps_per_s': speed, **overlap_statistics(node, attempt),
+  return {'steps_per_s': speed, 'reset_s': reset_s,
+          **overlap_statistics(node, attempt),
           'win_rate': float(won.mean()), 'score': float(score.mean()),
           'oracle_steps': float(clean_len.mean())}
+
+
+def speed_by_workers(name: str, counts: list[int], num_tasks: int,
+                     min_seconds: float, seed: int) -> dict[str, float]:
+  """Random-policy steps/s of a fresh `name` env with each worker count."""
+  speeds = {}
+  for count in counts:
+    with envs.make(name, num_workers=count) as env:
+      speeds[str(count)], _ = steps_per_second(
+          env, envs.split_seeds('train', num_tasks),
+          np.random.default_rng(seed), min_seconds)
+  return speeds
 
 
 def main(argv):
@@ -159,16 +188,25 @@ def main(argv):
     with env:
       results[name] = measure(env, _TASKS.value, _GROUP_SIZE.value,
                               _NOISE.value, _SPEED_SECONDS.value, _SEED.value)
+    if _WORKER_COUNTS.value and 'num_workers' in envs.option_names(name):
+      results[name]['steps_per_s_by_workers'] = speed_by_workers(
+          name, [int(k) for k in _WORKER_COUNTS.value], _TASKS.value,
+          _SPEED_SECONDS.value, _SEED.value)
 
   print(f'\n{_TASKS.value} tasks x {_GROUP_SIZE.value} attempts, noisy oracle '
         f'({_NOISE.value:.0%} random actions)\n')
-  print('| env | steps/s | shared fraction | visits/node | singleton fraction '
-        '| win rate | score | oracle steps |')
-  print('|---|---:|---:|---:|---:|---:|---:|---:|')
+  print('| env | steps/s | reset s | shared fraction | visits/node '
+        '| singleton fraction | win rate | score | oracle steps |')
+  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
   for name, r in results.items():
-    print(f'| {name} | {r["steps_per_s"]:,.0f} | {r["shared_fraction"]:.2f} | '
-          f'{r["visits_per_node"]:.2f} | {r["singleton_fraction"]:.2f} | '
-          f'{r["win_rate"]:.2f} | {r["score"]:.2f} | {r["oracle_steps"]:.1f} |')
+    print(f'| {name} | {r["steps_per_s"]:,.0f} | {r["reset_s"]:.4f} | '
+          f'{r["shared_fraction"]:.2f} | {r["visits_per_node"]:.2f} | '
+          f'{r["singleton_fraction"]:.2f} | {r["win_rate"]:.2f} | '
+          f'{r["score"]:.2f} | {r["oracle_steps"]:.1f} |')
+  for name, r in results.items():
+    if 'steps_per_s_by_workers' in r:
+      print(f'\n{name} random-policy steps/s by worker processes: ' + ', '.join(
+          f'{k}: {v:,.1f}' for k, v in r['steps_per_s_by_workers'].items()))
   for name, reason in skipped.items():
     print(f'\nskipped {name}: {reason}')
   if _JSON.value:

@@ -174,6 +174,7 @@ WORDINGS = {
     'shop': _SHOP,
     'household-noisy': _HOUSEHOLD,
     'shop-noisy': _SHOP,
+    'alfworld': _HOUSEHOLD,      # the real engine behind the same household
 }
 
 

@@ -61,10 +61,20 @@ def test_bench_envs(env, tmp_path):
   _run('experiments.bench_envs', f'--envs={env}', '--tasks=2', '--group_size=2',
        '--speed_seconds=0.1', f'--json={path}')
   result = json.loads(path.read_text())['envs'][env]
-  for key in ('steps_per_s', 'shared_fraction', 'visits_per_node', 'singleton_fraction',
-              'win_rate', 'score'):
+  for key in ('steps_per_s', 'reset_s', 'shared_fraction', 'visits_per_node',
+              'singleton_fraction', 'win_rate', 'score'):
     assert key in result, key
   assert result['steps_per_s'] > 0 and 0 <= result['win_rate'] <= 1
+
+
+def test_bench_envs_by_worker_count(tmp_path):
+  path = tmp_path / 'envs.json'
+  text = _run('experiments.bench_envs', '--envs=twx-coin', '--tasks=2', '--group_size=2',
+              '--speed_seconds=0.1', '--worker_counts=1,2', f'--json={path}')
+  result = json.loads(path.read_text())['envs']['twx-coin']
+  assert set(result['steps_per_s_by_workers']) == {'1', '2'}
+  assert min(result['steps_per_s_by_workers'].values()) > 0
+  assert 'steps/s by worker processes' in text
 
 
 @pytest.mark.slow

@@ -158,9 +158,9 @@ def test_errors(chat):
   with pytest.raises(ValueError, match='protocol must be one of line, think_action'):
     protocol.make_protocol('react', 'household')
   with pytest.raises(ValueError, match='env_name must be one of'):
-    protocol.make_protocol('think_action', 'alfworld')
+    protocol.make_protocol('think_action', 'webarena')
   with pytest.raises(ValueError, match='env_name must be one of'):
-    protocol.make_protocol('line', 'alfworld')
+    protocol.make_protocol('line', 'webarena')
   with pytest.raises(ValueError, match='think_action protocol only'):
     protocol.make_protocol('line', 'household', system_prompt='x')
   p = protocol.make_protocol('think_action', 'household')

@@ -3,7 +3,7 @@
 `make(name, **kwargs)` builds an environment by name. The table below is the
 whole registry: each entry names the module, the class and its preset
 arguments; modules are imported on first use so that, e.g., the Java-backed
-TextWorldExpress adapter costs nothing until asked for.
+TextWorldExpress adapter and the ALFWorld engine cost nothing until asked for.
 """
 
 import importlib
@@ -21,6 +21,7 @@ _REGISTRY = {
     'shop': ('shop', 'ShopEnv', {'preset': 'full'}),
     'household-noisy': ('noisy', 'NoisyEnv', {'inner': 'household-small'}),
     'shop-noisy': ('noisy', 'NoisyEnv', {'inner': 'shop-small'}),
+    'alfworld': ('alfworld', 'AlfWorldEnv', {}),
 }
 
 NAMES = tuple(_REGISTRY)

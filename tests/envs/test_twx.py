@@ -143,7 +143,7 @@ def test_a_second_env_replays_exactly_then_closes_cleanly(game_envs):
   assert replayed == expected
   assert oracle == [o for o, _ in log]
 
-  worker = second._procs[0].pid
+  worker = second._pool.procs[0].pid
   jvms = _children(worker)
   assert len(jvms) == 1 and _alive(jvms[0])
   second.close()
