@@ -59,7 +59,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from g2po_jax.envs import alfworld_engine, workers
-from g2po_jax.envs.base import (BatchEnv, TimeStep, normalize_action, seed_split,
+from g2po_jax.envs.base import (BatchEnv, TimeStep, normalize_action, seed_split, split_actions,
                                 split_words, split_seeds)
 
 DEFAULT_PER_TYPE = {'train': 20, 'eval': 5}
@@ -273,27 +273,15 @@ class AlfWorldEnv(BatchEnv):
             for (intro, adm), task, key in zip(replies, self._tasks, self._keys)]
 
   def step(self, actions: Sequence[str | None]) -> list[TimeStep | None]:
-    if len(actions) != len(self._done):
-      raise ValueError(f'actions must have one entry per instance of the last '
-                       f'reset ({len(self._done)}); got {len(actions)}.')
     out: list[TimeStep | None] = [None] * len(actions)
-    sent = []
+    admitted, rejected = split_actions(actions, self._done, self._admissible, normalize_action)
+    for i in rejected:
+      out[i] = TimeStep(observation=_NOTHING_HAPPENS, task=self._tasks[i],
+                        admissible=self._admissible[i], reward=0.0,
+                        done=False, won=False, valid=False,
+                        state_key=self._keys[i])
     w = self._pool.num_workers
-    for i, action in enumerate(actions):
-      if action is None:
-        continue
-      if not isinstance(action, str):
-        raise ValueError(f'actions[{i}] must be a str or None; got {action!r}.')
-      if self._done[i]:
-        raise ValueError(f'instance {i} is done; pass None for it.')
-      action = normalize_action(action)
-      if action in self._admissible[i]:
-        sent.append((i, (i // w, action)))
-      else:
-        out[i] = TimeStep(observation=_NOTHING_HAPPENS, task=self._tasks[i],
-                          admissible=self._admissible[i], reward=0.0,
-                          done=False, won=False, valid=False,
-                          state_key=self._keys[i])
+    sent = [(i, (i // w, action)) for i, action in admitted]
     replies = self._pool.call('step', sent, recover=self._recover)
     for (i, (_, action)), (obs, adm, won) in zip(sent, replies):
       self._history[i].append(action)

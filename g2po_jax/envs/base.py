@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -150,6 +150,42 @@ class BatchEnv(abc.ABC):
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+def split_actions(actions: Sequence[str | None], done: Sequence[bool],
+                  admissible: Sequence[Sequence[str]],
+                  normalize: Callable[[str], str]) -> tuple[list[tuple[int, str]], list[int]]:
+  """Checks one `step` call's actions and splits them for an engine.
+
+  Args:
+    actions: one entry per instance of the last reset; None skips one.
+    done: [B] whether each instance has finished.
+    admissible: each instance's admissible actions, in normalized form.
+    normalize: how the environment reads an action.
+  Returns:
+    ((instance, normalized action) pairs that are admissible, in order;
+    the instances whose action is not, which get the no-effect reply).
+  Raises:
+    ValueError: a wrong number of actions, a non-string action, or an
+      action for a finished instance.
+  """
+  if len(actions) != len(done):
+    raise ValueError(f'actions must have one entry per instance of the last '
+                     f'reset ({len(done)}); got {len(actions)}.')
+  sent, rejected = [], []
+  for i, action in enumerate(actions):
+    if action is None:
+      continue
+    if not isinstance(action, str):
+      raise ValueError(f'actions[{i}] must be a str or None; got {action!r}.')
+    if done[i]:
+      raise ValueError(f'instance {i} is done; pass None for it.')
+    action = normalize(action)
+    if action in admissible[i]:
+      sent.append((i, action))
+    else:
+      rejected.append(i)
+  return sent, rejected
 
 
 _WORD = re.compile(r"\w+|[^\w\s]")

@@ -106,7 +106,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from g2po_jax.envs import workers
-from g2po_jax.envs.base import BatchEnv, TimeStep, seed_split, split_words
+from g2po_jax.envs.base import BatchEnv, TimeStep, seed_split, split_actions, split_words
 
 # TWX game name -> (gold agent class, {kwarg: (TWX parameter, min, max, default)}).
 # Booleans use (min, max) = (0, 1). Defaults give gold paths of about 5-20 steps.
@@ -421,26 +421,15 @@ class TWXEnv(BatchEnv):
             for task, obs, adm, key, _, _ in replies]
 
   def step(self, actions: Sequence[str | None]) -> list[TimeStep | None]:
-    if len(actions) != len(self._done):
-      raise ValueError(f'actions must have one entry per instance of the last '
-                       f'reset ({len(self._done)}); got {len(actions)}.')
     out: list[TimeStep | None] = [None] * len(actions)
-    sent = []
-    for i, action in enumerate(actions):
-      if action is None:
-        continue
-      if not isinstance(action, str):
-        raise ValueError(f'actions[{i}] must be a str or None; got {action!r}.')
-      if self._done[i]:
-        raise ValueError(f'instance {i} is done; pass None for it.')
-      action = ' '.join(action.split())
-      if action in self._admissible[i]:
-        sent.append((i, (i // self._num_workers, action)))
-      else:
-        out[i] = TimeStep(observation=_NOTHING_HAPPENS, task=self._tasks[i],
-                          admissible=self._admissible[i], reward=0.0,
-                          done=False, won=False, valid=False,
-                          state_key=self._keys[i])
+    admitted, rejected = split_actions(actions, self._done, self._admissible,
+                                       lambda a: ' '.join(a.split()))
+    for i in rejected:
+      out[i] = TimeStep(observation=_NOTHING_HAPPENS, task=self._tasks[i],
+                        admissible=self._admissible[i], reward=0.0,
+                        done=False, won=False, valid=False,
+                        state_key=self._keys[i])
+    sent = [(i, (i // self._num_workers, action)) for i, action in admitted]
     for (i, _), (obs, adm, key, won, failed) in zip(sent, self._pool.call('step', sent)):
       self._admissible[i], self._keys[i] = adm, key
       self._done[i] = won or failed
