@@ -16,6 +16,7 @@ import pytest
 
 from g2po_jax import envs
 from g2po_jax.envs import alfworld, alfworld_engine, alfworld_games, base
+from tests.envs.common import play
 
 needs_alfworld = pytest.mark.skipif(
     importlib.util.find_spec('alfworld') is None,
@@ -44,20 +45,6 @@ def _all_seeds(env):
           *envs.split_seeds('eval', len(env.games('eval')))]
 
 
-def _play(env, seeds, policy, max_steps=alfworld.AlfWorldEnv.max_steps):
-  """Steps a fresh batch until done or `max_steps`; returns every TimeStep."""
-  history = [env.reset(seeds)]
-  live = history[0]
-  for t in range(max_steps):
-    actions = policy(t, live)
-    if all(a is None for a in actions):
-      break
-    out = env.step(actions)
-    history.append(out)
-    live = [o if o is not None else ts for o, ts in zip(out, live)]
-  return history, live
-
-
 @needs_alfworld
 def test_every_task_type_in_both_splits_on_disjoint_scenes(data_dir):
   scenes = {}
@@ -79,7 +66,7 @@ def test_every_task_type_in_both_splits_on_disjoint_scenes(data_dir):
 @pytest.mark.slow
 def test_oracle_solves_every_generated_game_and_vocabulary_covers_it(env):
   seeds = _all_seeds(env)
-  history, final = _play(env, seeds, lambda t, live: env.oracle_actions())
+  history, final = play(env, seeds, lambda t, live: env.oracle_actions())
   won = collections.defaultdict(list)
   for i, ts in enumerate(final):
     won[env.task_type(i)].append(ts.won and ts.done)
@@ -117,11 +104,11 @@ def test_copies_agree_across_workers_and_a_second_env_replays_exactly(env, data_
     log.append(actions)
     return actions
 
-  expected, _ = _play(env, seeds, same_action_per_pair, max_steps=20)
+  expected, _ = play(env, seeds, same_action_per_pair, max_steps=20)
   for step in expected:
     assert step[0::2] == step[1::2]
   with alfworld.AlfWorldEnv(data_dir=data_dir, num_workers=1) as second:
-    replayed, _ = _play(second, seeds, lambda t, live: log[t], max_steps=20)
+    replayed, _ = play(second, seeds, lambda t, live: log[t], max_steps=20)
   assert replayed == expected
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from g2po_jax import envs
 from g2po_jax.envs import base, twx
+from tests.envs.common import play
 
 GAMES = ('cookingworld', 'twc', 'coin')
 
@@ -26,23 +27,6 @@ def game_envs():
   yield get
   for env in started.values():
     env.close()
-
-
-def _play(env, seeds, policy, max_steps=base.BatchEnv.max_steps):
-  """Steps a fresh batch until done or `max_steps`; returns every TimeStep.
-
-  policy(t, timesteps) gives the actions of step t (None for done ones).
-  """
-  history = [env.reset(seeds)]
-  live = history[0]
-  for t in range(max_steps):
-    actions = policy(t, live)
-    if all(a is None for a in actions):
-      break
-    out = env.step(actions)
-    history.append(out)
-    live = [o if o is not None else ts for o, ts in zip(out, live)]
-  return history, live
 
 
 def _noisy(rng, env, noise=0.3, log=None):
@@ -88,7 +72,7 @@ def test_oracle_wins_every_task(game_envs, game):
   env = game_envs(game)
   seeds = np.concatenate([envs.split_seeds('train', 12),
                           envs.split_seeds('eval', 8)])
-  history, final = _play(env, seeds, lambda t, live: env.oracle_actions())
+  history, final = play(env, seeds, lambda t, live: env.oracle_actions())
   assert all(ts.won and ts.done for ts in final)
   assert env.oracle_actions() == [None] * len(seeds)
   rewards = np.array([[ts.reward if ts else 0.0 for ts in step]
@@ -121,7 +105,7 @@ def test_copies_on_different_workers_stay_identical(game_envs, game):
       actions += [a, a]
     return actions
 
-  history, _ = _play(env, seeds, same_action_per_pair, max_steps=25)
+  history, _ = play(env, seeds, same_action_per_pair, max_steps=25)
   for step in history:
     assert step[0::2] == step[1::2]
   for oracle in oracles:
@@ -135,10 +119,10 @@ def test_a_second_env_replays_exactly_then_closes_cleanly(game_envs):
   texts, keys and oracle plans; close() then stops the worker and its JVM."""
   seeds = [*envs.split_seeds('train', 3), *envs.split_seeds('eval', 2)]
   first, log = game_envs('twc'), []
-  expected, _ = _play(first, seeds, _noisy(np.random.default_rng(0), first,
+  expected, _ = play(first, seeds, _noisy(np.random.default_rng(0), first,
                                            log=log), max_steps=25)
   second, oracle = twx.TWXEnv(game='twc', num_workers=1), []
-  replayed, _ = _play(second, seeds, lambda t, live: (
+  replayed, _ = play(second, seeds, lambda t, live: (
       oracle.append(second.oracle_actions()) or log[t][1]), max_steps=25)
   assert replayed == expected
   assert oracle == [o for o, _ in log]
@@ -199,7 +183,7 @@ def test_bad_calls_raise_value_errors(game_envs):
 
 def test_stepping_a_finished_instance_raises(game_envs):
   env = game_envs('coin')
-  _, final = _play(env, [0], lambda t, live: env.oracle_actions())
+  _, final = play(env, [0], lambda t, live: env.oracle_actions())
   assert final[0].done
   with pytest.raises(ValueError, match='instance 0 is done'):
     env.step(['look around'])
@@ -236,7 +220,7 @@ def test_vocabulary_covers_every_text(game_envs):
   env = game_envs('cookingworld')
   vocab = env.vocabulary()
   assert vocab == sorted(set(vocab))
-  history, _ = _play(env, envs.split_seeds('eval', 6, start=100),
+  history, _ = play(env, envs.split_seeds('eval', 6, start=100),
                      _noisy(np.random.default_rng(1), env, noise=0.5),
                      max_steps=30)
   words = {w for step in history for ts in step if ts is not None
