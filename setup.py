@@ -56,6 +56,9 @@ setuptools.setup(
     description='Group-Graph Policy Optimization and its baselines, in JAX.',
     python_requires='>=3.11',
     packages=setuptools.find_packages(include=['g2po_jax', 'g2po_jax.*']),
+    # household's rooms, written from the alfworld wheel by
+    # experiments/make_household_content.py.
+    package_data={'g2po_jax.envs': ['household_content.json']},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

@@ -1,28 +1,36 @@
 """An ALFWorld-like household world, pure Python. Host only: never imports jax.
 
-One room holds numbered receptacles (`cabinet 3`, `countertop 1`, `fridge 1`,
-...), each at its own spot, and typed, numbered objects placed by a
-can-contain table. Every room has one fridge, one microwave, one sinkbasin and
-one lamp (`desklamp 1` or `floorlamp 1`) standing on a sidetable, desk or
-dresser. Openable receptacles (cabinet, drawer, fridge, microwave, safe) start
-closed and hide their contents.
+One room of ALFWorld holds numbered receptacles (`cabinet 3`, `countertop 1`,
+`fridge 1`, ...), each at its own spot, and typed, numbered objects. The
+content is ALFWorld's, read from the alfworld wheel by
+experiments/make_household_content.py into household_content.json (this
+module never imports alfworld): each task is drawn in one of ALFWorld's 120
+scenes (kitchens, living rooms, bedrooms, bathrooms: 3 to 47 receptacles of
+25 types, 54 object types, desk and floor lamps), and objects go where
+ALFWorld's can-contain table allows. Openable receptacles (cabinet, drawer,
+fridge, microwave, safe) start closed and hide their contents.
 
 The wording and rules are ALFWorld's (the alfworld 0.4.2 engine), so prompts,
 tokenizers and policies carry over: `go to R`, `open R`, `close R`,
 `take O from R`, `move O to R`, `heat O with microwave 1`,
 `cool O with fridge 1`, `clean O with sinkbasin 1`, `use desklamp 1`,
-`examine X`, `look`, `inventory`, `help`. The agent holds at most one object.
-Any action that is not admissible answers `Nothing happens.` and changes
-nothing. Lists are sorted by type name, then by number descending.
+`examine X`, `look`, `inventory`, `help`. Heat, cool and clean work on
+ALFWorld's heatable, coolable and cleanable types, at a microwave, fridge or
+sinkbasin. The agent holds at most one object. Any action that is not
+admissible answers `Nothing happens.` and changes nothing. Lists are sorted by
+type name, then by number descending.
 
-Tasks (one per seed, type drawn uniformly from the enabled ones):
+Tasks (one per seed, type drawn uniformly from the enabled ones, then a scene
+that can host it, as in ALFWorld: heat and cool in kitchens, clean in kitchens
+and bathrooms, look_at in living rooms and bedrooms with a lamp):
 pick_and_place ("put a mug in shelf."), pick_clean_then_place,
 pick_heat_then_place, pick_cool_then_place ("put a cool apple in
 countertop."), look_at_obj_in_light ("look at book under the desklamp.") and
 pick_two_obj_and_place ("put two cd in drawer."). Goals name types: any
 object of the type in any receptacle of the type (both in the same one for
 pick_two). The win lands on the step that reaches the goal; reward is 1.0
-there and 0.0 elsewhere, and done == won.
+there and 0.0 elsewhere, and done == won. Tasks are a pure function of
+(preset, seed); seeds are not tied to scenes (both splits draw from all 120).
 
 State key (spec section 12): after an action that changes the world, the key
 is the observation, a newline, and the admissible actions one per line (they
@@ -33,7 +41,8 @@ These are self-loops in the state graph. Measured with 8 attempts per task by
 a noisy oracle (30% random actions, 128 tasks), giving them keys of their own
 instead would split world states over several nodes: visits per node 4.7 ->
 3.3 and single-visit steps 8% -> 17% on household-small, 3.3 -> 3.0 and
-18% -> 22% on household.
+18% -> 22% on household (measured on the content before it followed
+ALFWorld's scenes).
 
 The oracle (`oracle_actions`) replans from the current state, so it also
 serves as a noisy oracle. Its plans are shortest: it knows where every object
@@ -41,22 +50,37 @@ is and compares every plan shape that can win (free the hand, take a target,
 treat it, put it in a goal receptacle or carry it to the lamp), which tests
 check against breadth-first search over the full state.
 
-Presets ('small' is household-small, 'full' is household; keywords override):
+Presets ('small' is household-small, 'full' is household; keywords override).
+Receptacles and objects per room (min / median / max), oracle plan lengths
+and admissible actions at the start, over 1000 training seeds:
 
-  preset  receptacles  distractors  object types  max_steps  oracle steps     vocabulary
-  small   7            3            10            25         3-11 (mean 6.3)  120 words
-  full    30           25           40            50         3-11 (mean 6.2)  184 words
+  preset  receptacles  distractors  objects       max_steps  oracle steps
+  small   3 / 7 / 7    3            4 / 4 / 7     25         3-11 (mean 6.2)
+  full    3 / 15 / 47  30           21 / 31 / 34  50         3-11 (mean 6.1)
 
-The full rooms are ALFWorld-sized (admissible lists of about 35 actions), so
-an agent that does not know where things are must search; the oracle does
-know, so its plans are as short as in the small rooms.
+  preset  admissible at the start (mean)  vocabulary
+  small   9.9                             181 words
+  full    20.5                            202 words
+
+A full room is the whole scene (ALFWorld's sizes; the median is above the
+scenes' 12 because heat and cool tasks only occur in kitchens, the largest
+rooms). A small room keeps 7 of the scene's receptacles (all of a smaller
+scene), always those the task needs. Both presets reach every real type (the
+small vocabulary lacks only the large numbers). Objects: the task's, then
+distractors of the scene's types (at most 3 of a type, as ALFRED's
+generator), then one of each lamp type of the scene on a desk, dresser,
+shelf, table or TV stand. The oracle knows where things are, so its plans are
+as short in the full rooms as in the small ones; an agent must search.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+import importlib.resources
 import itertools
+import json
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -74,53 +98,39 @@ TASK_TYPES = (
 )
 
 # ----------------------------------------------------------------------------
-# The world's tables: object types, what may hold them, what they afford.
+# The world's tables, from ALFWorld (household_content.json, written by
+# experiments/make_household_content.py from the alfworld wheel).
 # ----------------------------------------------------------------------------
 
-_FOOD = ('apple', 'bread', 'egg', 'lettuce', 'potato', 'tomato')
-_DISHES = ('bowl', 'cup', 'mug', 'plate')
-_COOKWARE = ('kettle', 'pan', 'pot')
-_CUTLERY = ('butterknife', 'fork', 'knife', 'ladle', 'spatula', 'spoon')
-_PANTRY = ('dishsponge', 'peppershaker', 'saltshaker', 'soapbottle', 'winebottle')
-_SMALL = ('cd', 'cellphone', 'creditcard', 'keychain', 'pen', 'pencil',
-          'remotecontrol', 'watch')
-_LARGE = ('alarmclock', 'book', 'box', 'laptop', 'newspaper', 'pillow',
-          'statue', 'vase')
-_ALL_OBJECTS = _FOOD + _DISHES + _COOKWARE + _CUTLERY + _PANTRY + _SMALL + _LARGE
-_SOFT = ('book', 'box', 'cellphone', 'creditcard', 'keychain', 'laptop',
-         'newspaper', 'pillow', 'remotecontrol')
 
-_OPENABLE = frozenset({'cabinet', 'drawer', 'fridge', 'microwave', 'safe'})
-_LAMP_HOLDERS = ('desk', 'dresser', 'sidetable')
+class _Room(NamedTuple):
+  """One of ALFWorld's scenes (an AI2-THOR FloorPlan)."""
+  number: int                              # the FloorPlan number
+  kind: str                                # kitchen, livingroom, bedroom, bathroom
+  receptacles: tuple[tuple[str, int], ...]  # (type, count), by type
+  objects: tuple[str, ...]                 # the pickable object types present
+  lamps: tuple[str, ...]                   # desklamp and/or floorlamp, or none
 
-# Receptacle type -> the object types it can hold.
-_CAN_CONTAIN = {
-    'armchair': _SOFT,
-    'bed': _SOFT,
-    'cabinet': _DISHES + _COOKWARE + _PANTRY + ('box', 'statue', 'vase'),
-    'coffeemachine': ('mug',),
-    'coffeetable': _DISHES + _SMALL + _LARGE,
-    'countertop': _FOOD + _DISHES + _COOKWARE + _CUTLERY + _PANTRY + _SMALL
-                  + _LARGE,
-    'desk': ('bowl', 'cup', 'mug') + _SMALL + _LARGE,
-    'diningtable': _FOOD + _DISHES + _COOKWARE + _CUTLERY + _PANTRY + _SMALL
-                   + _LARGE,
-    'drawer': _CUTLERY + _SMALL + ('book', 'dishsponge', 'newspaper',
-                                   'peppershaker', 'saltshaker'),
-    'dresser': ('bowl', 'cup', 'mug') + _SMALL + _LARGE,
-    'fridge': _FOOD + _DISHES + ('pan', 'pot', 'winebottle'),
-    'garbagecan': _FOOD + ('cd', 'creditcard', 'dishsponge', 'newspaper', 'pen',
-                           'pencil', 'soapbottle', 'winebottle'),
-    'microwave': _FOOD + _DISHES,
-    'safe': ('box', 'cd', 'cellphone', 'creditcard', 'keychain', 'statue',
-             'vase', 'watch'),
-    'shelf': _DISHES + _PANTRY + _SMALL + ('alarmclock', 'book', 'box',
-                                           'statue', 'vase'),
-    'sidetable': ('bowl', 'cup', 'mug') + _SMALL + _LARGE,
-    'sinkbasin': _FOOD + _DISHES + _COOKWARE + _CUTLERY + ('dishsponge',),
-    'sofa': _SOFT,
-    'stoveburner': _COOKWARE,
-}
+
+def _load_content() -> dict:
+  text = importlib.resources.files(__package__).joinpath(
+      'household_content.json').read_text()
+  return json.loads(text)
+
+
+_CONTENT = _load_content()
+_ROOMS = tuple(_Room(s['number'], s['room'], tuple(s['receptacles'].items()),
+                     tuple(s['objects']), tuple(s['lamps']))
+               for s in _CONTENT['scenes'])
+# Receptacle type -> the object types it can hold (ALFWorld's canContain).
+_CAN_CONTAIN = {r: frozenset(o) for r, o in _CONTENT['can_contain'].items()}
+_OPENABLE = frozenset(_CONTENT['openable'])
+_LAMP_STANDS = frozenset(_CONTENT['lamp_stands'])
+# Movable receptacles: ALFWorld describes them as "normal" whatever was done.
+_VESSELS = frozenset(_CONTENT['movable'])
+_TASK_ROOMS = {k: frozenset(v) for k, v in _CONTENT['task_rooms'].items()}
+_MAX_COPIES = 3        # instances of one object type, as ALFRED's generator
+_MAX_ROOM = max(sum(n for _, n in room.receptacles) for room in _ROOMS)
 
 _HOT, _COLD, _CLEAN = 1, 2, 4
 
@@ -132,22 +142,50 @@ class _Treatment(NamedTuple):
   clears: int               # ... and clears
 
 
+# As ALFWorld's PDDL: HeatObject needs a microwave, CoolObject a fridge,
+# CleanObject a sinkbasin (not a bathtubbasin).
 _TREATMENTS = {
-    'heat': _Treatment('microwave', frozenset({'apple', 'bread', 'cup', 'egg',
-                                               'mug', 'plate', 'potato',
-                                               'tomato'}), _HOT, _COLD),
-    'cool': _Treatment('fridge', frozenset(_FOOD + _DISHES
-                                           + ('pan', 'pot', 'winebottle')),
-                       _COLD, _HOT),
-    'clean': _Treatment('sinkbasin', frozenset(_FOOD + _DISHES + _COOKWARE
-                                               + _CUTLERY + ('dishsponge',)),
-                        _CLEAN, 0),
+    'heat': _Treatment('microwave', frozenset(_CONTENT['heatable']), _HOT, _COLD),
+    'cool': _Treatment('fridge', frozenset(_CONTENT['coolable']), _COLD, _HOT),
+    'clean': _Treatment('sinkbasin', frozenset(_CONTENT['cleanable']), _CLEAN, 0),
 }
 _TOOL_VERB = {t.tool: verb for verb, t in _TREATMENTS.items()}
 _TASK_VERB = {'pick_clean_then_place': 'clean', 'pick_heat_then_place': 'heat',
               'pick_cool_then_place': 'cool'}
-# Movable receptacles: ALFWorld describes them as "normal" whatever was done.
-_VESSELS = frozenset({'bowl', 'box', 'cup', 'mug', 'pan', 'plate', 'pot'})
+
+
+def _pairs(room: _Room, kind: str) -> list[tuple[str, str]]:
+  """(target type, goal type) pairs of the task types this room can host.
+
+  As ALFWorld's generator: look_at_obj_in_light pairs any object type of the
+  scene with a lamp of the scene (which needs a lamp stand); the others pair
+  an object type (heatable, coolable or cleanable for those tasks, and the
+  room has the tool) with a receptacle type that can hold it, not the tool,
+  and the object type must fit elsewhere too (no target starts in a goal
+  receptacle). Only the room kinds ALFRED poses the task in host it.
+  """
+  if room.kind not in _TASK_ROOMS[kind]:
+    return []
+  types = [t for t, _ in room.receptacles]
+  if kind == 'look_at_obj_in_light':
+    if not _LAMP_STANDS & set(types):
+      return []
+    return [(o, lamp) for o in room.objects for lamp in room.lamps]
+  verb = _TASK_VERB.get(kind)
+  if verb and _TREATMENTS[verb].tool not in types:
+    return []
+  able = _TREATMENTS[verb].works_on if verb else frozenset(room.objects)
+  tool = _TREATMENTS[verb].tool if verb else None
+  return [(o, y) for o in room.objects if o in able for y in types
+          if y != tool and o in _CAN_CONTAIN[y]
+          and any(o in _CAN_CONTAIN[t] for t in types if t != y)]
+
+
+@functools.cache
+def _hosts(kind: str) -> tuple[int, ...]:
+  """Indices into _ROOMS of the rooms that can host task type `kind`."""
+  return tuple(i for i, room in enumerate(_ROOMS) if _pairs(room, kind))
+
 
 # ----------------------------------------------------------------------------
 # Texts, as format strings (vocabulary() reads its words from these).
@@ -233,39 +271,20 @@ class _Config:
   """Everything that shapes the rooms of one environment."""
   name: str
   salt: int                     # decorrelates presets that share task seeds
-  fixed: tuple[str, ...]        # receptacle types every room has, one each
-  # Other receptacle types and their most copies per room. A room draws its
-  # other receptacles from these copies without replacement, so types with
-  # many copies (cabinets, drawers) are common, as in ALFWorld.
-  extras: tuple[tuple[str, int], ...]
-  objects: tuple[str, ...]      # object types of the tasks and distractors
-  lamps: tuple[str, ...]        # lamp types; each room has one lamp
-  num_receptacles: int
+  # Receptacles per room: None keeps the drawn scene whole (ALFWorld's
+  # sizes); n keeps n of a larger scene's, always those the task needs.
+  num_receptacles: int | None
   num_distractors: int
   task_types: tuple[str, ...]
   max_steps: int
 
 
-_FIXED = ('fridge', 'microwave', 'sinkbasin', 'sidetable')
+_MIN_ROOM = 5     # the task needs at most 4: home, goal or lamp, tool, ...
 _PRESETS = {
-    'small': _Config(
-        name='household-small', salt=0x5A11, fixed=_FIXED,
-        extras=(('cabinet', 2), ('countertop', 1), ('diningtable', 1),
-                ('drawer', 2), ('shelf', 1)),
-        objects=('apple', 'book', 'cd', 'egg', 'keychain', 'mug', 'pen',
-                 'plate', 'potato', 'tomato'),
-        lamps=('desklamp',), num_receptacles=7, num_distractors=3,
-        task_types=TASK_TYPES, max_steps=25),
-    'full': _Config(
-        name='household', salt=0xF011, fixed=_FIXED,
-        extras=(('armchair', 1), ('bed', 1), ('cabinet', 12),
-                ('coffeemachine', 1), ('coffeetable', 1), ('countertop', 3),
-                ('desk', 1), ('diningtable', 1), ('drawer', 10),
-                ('dresser', 1), ('garbagecan', 1), ('safe', 1), ('shelf', 6),
-                ('sidetable', 1), ('sofa', 1), ('stoveburner', 4)),
-        objects=_ALL_OBJECTS, lamps=('desklamp', 'floorlamp'),
-        num_receptacles=30, num_distractors=25, task_types=TASK_TYPES,
-        max_steps=50),
+    'small': _Config(name='household-small', salt=0x5A11, num_receptacles=7,
+                     num_distractors=3, task_types=TASK_TYPES, max_steps=25),
+    'full': _Config(name='household', salt=0xF011, num_receptacles=None,
+                    num_distractors=30, task_types=TASK_TYPES, max_steps=50),
 }
 
 
@@ -276,12 +295,12 @@ def _configure(preset: str, num_receptacles: int | None,
   if preset not in _PRESETS:
     raise ValueError(f'preset must be one of {sorted(_PRESETS)}; got {preset!r}.')
   cfg = _PRESETS[preset]
-  lo = len(cfg.fixed) + 1
-  hi = len(cfg.fixed) + sum(n for _, n in cfg.extras)
   if num_receptacles is not None:
-    if not isinstance(num_receptacles, int) or not lo <= num_receptacles <= hi:
-      raise ValueError(f'num_receptacles must be an int in [{lo}, {hi}] for '
-                       f'preset {preset!r}; got {num_receptacles!r}.')
+    if (not isinstance(num_receptacles, int)
+        or not _MIN_ROOM <= num_receptacles <= _MAX_ROOM):
+      raise ValueError(f'num_receptacles must be an int in [{_MIN_ROOM}, '
+                       f'{_MAX_ROOM}] (ALFWorld\'s largest room); got '
+                       f'{num_receptacles!r}.')
     cfg = dataclasses.replace(cfg, num_receptacles=num_receptacles)
   if num_distractors is not None:
     if not isinstance(num_distractors, int) or num_distractors < 0:
@@ -312,11 +331,13 @@ class _Scene:
   """What never changes within an episode: names, rules, the task."""
 
   __slots__ = (
-      'names', 'rtype', 'openable', 'accepts', 'tool', 'goto', 'examine',
-      'open', 'close', 'onames', 'otype', 'orank', 'lamp', 'lamp_at', 'kind',
-      'target', 'flag', 'verb', 'tool_at', 'targets', 'goal_receps', 'task',
-      'intro')
+      'room', 'scene', 'names', 'rtype', 'openable', 'accepts', 'tool', 'goto',
+      'examine', 'open', 'close', 'onames', 'otype', 'orank', 'lamps',
+      'is_lamp', 'lamp', 'lamp_at', 'kind', 'target', 'flag', 'verb', 'tools',
+      'targets', 'goal_receps', 'task', 'intro')
 
+  room: str                        # the room kind (kitchen, bathroom, ...)
+  scene: int                       # the ALFWorld FloorPlan it is drawn from
   names: tuple[str, ...]           # [R] receptacle names, in listing order
   rtype: tuple[str, ...]           # [R]
   openable: tuple[bool, ...]       # [R]
@@ -329,13 +350,15 @@ class _Scene:
   onames: tuple[str, ...]          # [O] object names
   otype: tuple[str, ...]           # [O]
   orank: tuple[int, ...]           # [O] position in listing order
-  lamp: int                        # the lamp's object index
-  lamp_at: int                     # the receptacle the lamp stands on
+  lamps: tuple[int, ...]           # the lamps' object indices (maybe none)
+  is_lamp: tuple[bool, ...]        # [O]
+  lamp: int                        # the task's lamp (look_at), else -1
+  lamp_at: int                     # the receptacle it stands on, else -1
   kind: str                        # task type
   target: str                      # object type the task is about
   flag: int                        # flags the target must have (0: none)
   verb: str | None                 # 'heat', 'cool', 'clean' or None
-  tool_at: int                     # receptacle of the verb's tool, or -1
+  tools: tuple[int, ...]           # receptacles of the verb's tool type
   targets: tuple[int, ...]         # objects of the target type
   goal_receps: tuple[int, ...]     # receptacles of the goal type (place tasks)
   task: str
@@ -356,7 +379,7 @@ class _World:
     self.contents = contents             # [R] object indices in each
     self.is_open = [False] * num_receptacles
     self.flags = [0] * len(where)        # [O] _HOT | _COLD | _CLEAN bits
-    self.lamp_on = False
+    self.lamp_on: frozenset[int] = frozenset()   # lamps turned on
     self.won = False
     self.ops: dict[str, tuple] = {}      # admissible action -> operation
     self.admissible: tuple[str, ...] = ()
@@ -375,48 +398,73 @@ class _World:
 
 
 def _make_task(cfg: _Config, seed: int) -> tuple[_Scene, _World]:
-  """Builds the room and task of one seed, a pure function of (cfg, seed)."""
+  """Builds the room and task of one seed, a pure function of (cfg, seed).
+
+  Draws the task type, then one of ALFWorld's scenes that can host it, then
+  the task's object and goal (as ALFWorld's generator does), then the room:
+  the scene's receptacles, or `cfg.num_receptacles` of them that include
+  what the task needs. Objects go where the can-contain table allows; the
+  task's object never starts in a goal receptacle.
+  """
   rng = np.random.default_rng([cfg.salt, seed])
 
   def pick(seq):
     return seq[int(rng.integers(len(seq)))]
 
-  slots = [t for t, n in cfg.extras for _ in range(n)]
-  drawn = rng.choice(len(slots), cfg.num_receptacles - len(cfg.fixed),
-                     replace=False)
-  counts = collections.Counter(list(cfg.fixed) + [slots[i] for i in drawn])
+  kind = pick(cfg.task_types)
+  verb = _TASK_VERB.get(kind)
+  room = _ROOMS[pick(_hosts(kind))]
+  target, goal = pick(_pairs(room, kind))
+  task = pick(_TASK_TEXTS[kind]).format(target, goal)
+
+  # The room: every receptacle of the scene, or a subset keeping one of each
+  # that the task needs (a home for its object, the goal, the tool, a stand
+  # for its lamp) and drawing the rest uniformly from the scene's.
+  pool = [t for t, n in room.receptacles for _ in range(n)]
+  size = len(pool)
+  if cfg.num_receptacles is not None and cfg.num_receptacles < size:
+    size = cfg.num_receptacles
+    if kind == 'look_at_obj_in_light':
+      needs = [lambda t: t in _LAMP_STANDS, lambda t: target in _CAN_CONTAIN[t]]
+    else:
+      needs = [lambda t: t == goal,
+               lambda t: t != goal and target in _CAN_CONTAIN[t]]
+      if verb:
+        needs.append(lambda t: t == _TREATMENTS[verb].tool)
+    kept = []
+    for need in needs:
+      if not any(need(pool[i]) for i in kept):
+        kept.append(pick([i for i, t in enumerate(pool)
+                          if need(t) and i not in kept]))
+    rest = [i for i in range(len(pool)) if i not in kept]
+    kept += [rest[i] for i in rng.choice(len(rest), size - len(kept),
+                                         replace=False)]
+    pool = [pool[i] for i in kept]
+  counts = collections.Counter(pool)
   receps = sorted(((t, n) for t, c in counts.items() for n in range(1, c + 1)),
                   key=lambda tn: (tn[0], -tn[1]))
   rtype = tuple(t for t, _ in receps)
-  present = sorted(counts)
-
-  kind = pick(cfg.task_types)
-  verb = _TASK_VERB.get(kind)
-  lamp_type = pick(cfg.lamps)
-  if kind == 'look_at_obj_in_light':
-    pairs = [(o, lamp_type) for o in cfg.objects
-             if any(o in _CAN_CONTAIN[t] for t in present)]
-  else:
-    able, tool_type = ((_TREATMENTS[verb].works_on, _TREATMENTS[verb].tool)
-                       if verb else (frozenset(cfg.objects), None))
-    # The goal type must hold the target and must not be the only place the
-    # target can start (targets never start inside a goal receptacle).
-    pairs = [(o, y) for o in cfg.objects if o in able for y in present
-             if y != tool_type and o in _CAN_CONTAIN[y]
-             and any(o in _CAN_CONTAIN[t] for t in present if t != y)]
-  target, goal = pick(pairs)
-  task = pick(_TASK_TEXTS[kind]).format(target, goal)
 
   def spots(obj_type: str) -> list[int]:
     return [r for r, t in enumerate(rtype) if obj_type in _CAN_CONTAIN[t]
             and not (obj_type == target and t == goal)]
 
-  placeable = [t for t in cfg.objects if spots(t)]
-  otype = ([target] * (2 if kind == 'pick_two_obj_and_place' else 1)
-           + [pick(placeable) for _ in range(cfg.num_distractors)])
+  # Objects: the task's, then distractors of the scene's types (at most
+  # _MAX_COPIES of a type), then one of each lamp type of the scene.
+  otype = [target] * (2 if kind == 'pick_two_obj_and_place' else 1)
+  placeable = [t for t in room.objects if spots(t)]
+  for _ in range(cfg.num_distractors):
+    free = [t for t in placeable if otype.count(t) < _MAX_COPIES]
+    if not free:
+      break
+    otype.append(pick(free))
   where = [pick(spots(t)) for t in otype]
-  otype.append(lamp_type)
-  where.append(pick([r for r, t in enumerate(rtype) if t in _LAMP_HOLDERS]))
+  stands = [r for r, t in enumerate(rtype) if t in _LAMP_STANDS]
+  lamps = []
+  for lamp_type in room.lamps if stands else ():
+    lamps.append(len(otype))
+    otype.append(lamp_type)
+    where.append(pick(stands))
   number = [0] * len(otype)
   for t in sorted(set(otype)):
     members = [o for o, ot in enumerate(otype) if ot == t]
@@ -425,10 +473,11 @@ def _make_task(cfg: _Config, seed: int) -> tuple[_Scene, _World]:
   order = sorted(range(len(otype)), key=lambda o: (otype[o], -number[o]))
 
   sc = _Scene()
+  sc.room, sc.scene = room.kind, room.number
   sc.names = tuple(f'{t} {n}' for t, n in receps)
   sc.rtype = rtype
   sc.openable = tuple(t in _OPENABLE for t in rtype)
-  sc.accepts = tuple(frozenset(_CAN_CONTAIN[t]) for t in rtype)
+  sc.accepts = tuple(_CAN_CONTAIN[t] for t in rtype)
   sc.tool = tuple(_TOOL_VERB.get(t) for t in rtype)
   sc.goto = tuple(_GO.format(n) for n in sc.names)
   sc.examine = tuple(_EXAMINE.format(n) for n in sc.names)
@@ -437,12 +486,17 @@ def _make_task(cfg: _Config, seed: int) -> tuple[_Scene, _World]:
   sc.onames = tuple(f'{t} {n}' for t, n in zip(otype, number))
   sc.otype = tuple(otype)
   sc.orank = tuple(order.index(o) for o in range(len(otype)))
-  sc.lamp, sc.lamp_at = len(otype) - 1, where[-1]
+  sc.lamps = tuple(lamps)
+  sc.is_lamp = tuple(o in lamps for o in range(len(otype)))
+  sc.lamp = next((o for o in lamps if otype[o] == goal), -1)
+  sc.lamp_at = where[sc.lamp] if sc.lamp >= 0 else -1
   sc.kind, sc.target, sc.verb = kind, target, verb
   sc.flag = _TREATMENTS[verb].sets if verb else 0
-  sc.tool_at = sc.tool.index(verb) if verb else -1
+  sc.tools = tuple(r for r, t in enumerate(rtype)
+                   if verb and t == _TREATMENTS[verb].tool)
   sc.targets = tuple(o for o, t in enumerate(otype) if t == target)
-  sc.goal_receps = tuple(r for r, t in enumerate(rtype) if t == goal)
+  sc.goal_receps = (() if kind == 'look_at_obj_in_light' else
+                    tuple(r for r, t in enumerate(rtype) if t == goal))
   sc.task = task
   sc.intro = _INTRO.format(_listing(sc.names), task)
 
@@ -484,7 +538,7 @@ def _refresh(sc: _Scene, w: _World) -> None:
     if held < 0:
       if reachable:
         for o in w.contents[loc]:
-          if o != sc.lamp:
+          if not sc.is_lamp[o]:
             ops[_TAKE.format(sc.onames[o], here)] = ('take', o)
     else:
       name = sc.onames[held]
@@ -493,8 +547,9 @@ def _refresh(sc: _Scene, w: _World) -> None:
       verb = sc.tool[loc]
       if verb and sc.otype[held] in _TREATMENTS[verb].works_on:
         ops[_TREAT.format(verb, name, here)] = ('treat', verb)
-    if loc == sc.lamp_at:
-      ops[_USE.format(sc.onames[sc.lamp])] = ('use',)
+    for o in w.contents[loc]:
+      if sc.is_lamp[o]:
+        ops[_USE.format(sc.onames[o])] = ('use', o)
   if held >= 0:
     ops[_EXAMINE.format(sc.onames[held])] = ('inspect',)
   w.ops = ops
@@ -556,8 +611,9 @@ def _apply(sc: _Scene, w: _World, action: str) -> tuple[str, bool, bool]:
     return (_TREATED[verb].format(sc.onames[o], sc.names[loc]), True,
             w.flags[o] != old)
   if kind == 'use':
-    changed, w.lamp_on = not w.lamp_on, True
-    return _LAMP_ON.format(sc.onames[sc.lamp]), True, changed
+    o = op[1]
+    changed, w.lamp_on = o not in w.lamp_on, w.lamp_on | {o}
+    return _LAMP_ON.format(sc.onames[o]), True, changed
   if kind == 'look':
     text = _LOOK_AT.format(sc.names[loc]) if loc >= 0 else _LOOK_MIDDLE
     return text, True, False
@@ -574,7 +630,7 @@ def _apply(sc: _Scene, w: _World, action: str) -> tuple[str, bool, bool]:
 
 def _goal_met(sc: _Scene, w: _World) -> bool:
   if sc.kind == 'look_at_obj_in_light':
-    return (w.lamp_on and w.loc == sc.lamp_at and w.held >= 0
+    return (sc.lamp in w.lamp_on and w.loc == sc.lamp_at and w.held >= 0
             and sc.otype[w.held] == sc.target)
   need = 2 if sc.kind == 'pick_two_obj_and_place' else 1
   for r in sc.goal_receps:
@@ -627,14 +683,16 @@ class _Draft:
     """Heats, cools or cleans the held object if the task needs it."""
     sc, o = self.sc, self.held
     if sc.verb and self.w.flags[o] & sc.flag != sc.flag:
-      self.go(sc.tool_at)
-      self.acts.append(_TREAT.format(sc.verb, sc.onames[o],
-                                     sc.names[sc.tool_at]))
+      # Every tool is one `go to` away unless the agent stands at one; which
+      # one does not matter afterwards (no goal is a tool).
+      at = self.loc if self.loc in sc.tools else sc.tools[0]
+      self.go(at)
+      self.acts.append(_TREAT.format(sc.verb, sc.onames[o], sc.names[at]))
 
   def light(self) -> None:
     """Stands at the lamp with the held object and turns the lamp on."""
     self.go(self.sc.lamp_at)
-    if not self.w.lamp_on:
+    if self.sc.lamp not in self.w.lamp_on:
       self.acts.append(_USE.format(self.sc.onames[self.sc.lamp]))
 
 
@@ -666,7 +724,7 @@ def _candidate_plans(sc: _Scene, w: _World) -> Iterator[list[str]]:
   held = w.held
   holds_target = held >= 0 and sc.otype[held] == sc.target
   loose = [o for o in sc.targets if o != held]
-  special = {w.loc, sc.tool_at, sc.lamp_at, *(w.where[o] for o in loose)}
+  special = {w.loc, sc.lamp_at, *sc.tools, *(w.where[o] for o in loose)}
   goals = _representatives(sc, w, sc.goal_receps, special)
   drops: list[int | None] = [None]
   if held >= 0:
@@ -738,9 +796,12 @@ class HouseholdEnv(base.BatchEnv):
 
   Args:
     preset: 'small' (household-small) or 'full' (household).
-    num_receptacles: receptacles per room, including the fixed fridge,
-      microwave, sinkbasin and sidetable.
-    num_distractors: objects placed besides the task's target(s) and the lamp.
+    num_receptacles: at most this many receptacles per room (5 to 47): a
+      larger scene keeps this many of its own, always those the task needs.
+      'small' keeps 7; 'full' keeps whole scenes.
+    num_distractors: objects placed besides the task's target(s) and the
+      scene's lamps, of the scene's object types; fewer where the scene's
+      types run out (at most 3 objects of a type).
     task_types: the task types drawn from (uniformly), a subset of TASK_TYPES
       (a list, or one comma-separated string as a command-line flag gives).
     max_steps: the episode limit published to trainers.
@@ -833,7 +894,13 @@ class HouseholdEnv(base.BatchEnv):
     texts += [t for kind in cfg.task_types for t in _TASK_TEXTS[kind]]
     words = {w for text in texts
              for w in base.split_words(text.format('', '', ''))}
-    words.update(cfg.fixed, (t for t, _ in cfg.extras), cfg.objects, cfg.lamps)
-    most = max(cfg.num_receptacles, cfg.num_distractors + 2)
+    # The type names and numbers of every room the task types draw from.
+    rooms = [_ROOMS[i] for kind in cfg.task_types for i in _hosts(kind)]
+    most = _MAX_COPIES
+    for room in rooms:
+      words.update(room.objects, room.lamps)
+      for t, n in room.receptacles:
+        words.add(t)
+        most = max(most, min(n, cfg.num_receptacles or n))
     words.update(str(n) for n in range(1, most + 1))
     return sorted(words)

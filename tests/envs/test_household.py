@@ -1,6 +1,9 @@
 """Tests of the built-in ALFWorld-like household world."""
 
+import collections
 import hashlib
+import importlib.util
+import json
 import pathlib
 import re
 import subprocess
@@ -14,6 +17,10 @@ from g2po_jax.envs import household
 
 PRESETS = ('small', 'full')
 NOTHING = 'Nothing happens.'
+# The real content, as the generator wrote it from the alfworld wheel.
+_CONTENT = json.loads(pathlib.Path(household.__file__).with_name(
+    'household_content.json').read_text())
+_REAL = {s['number']: s for s in _CONTENT['scenes']}
 
 
 def _run(env, seeds, rng_seed=0, noise=0.3, extra=()):
@@ -216,6 +223,18 @@ def test_oracle_plans_are_shortest_from_random_states():
                                 num_distractors=2))
 
 
+@pytest.mark.parametrize('task_type, many', [
+    ('pick_clean_then_place', lambda sc: len(sc.tools) > 1),   # 2 sinkbasins
+    ('look_at_obj_in_light', lambda sc: len(sc.lamps) > 1)])   # 2 lamps
+def test_oracle_plans_are_shortest_with_two_tools_or_lamps(task_type, many):
+  states = [(sc, w) for seed in range(6)
+            for sc, w in _random_states('small', 16, seed=seed,
+                                        num_receptacles=6, num_distractors=2,
+                                        task_types=[task_type]) if many(sc)]
+  assert len(states) >= 5
+  _check_optimal(states)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('seed', range(1, 9))
 @pytest.mark.parametrize('preset, kwargs', [
@@ -283,7 +302,8 @@ def test_intro_lists_every_receptacle_sorted_by_type_then_number_down():
   items = m.group(1).split(', ')
   assert items[-1].startswith('and a ')
   names = [i.removeprefix('and ').removeprefix('a ') for i in items]
-  assert len(names) == 30
+  assert len(names) == sum(_REAL[_world(env, 0)[0].scene]['receptacles']
+                           .values())    # the whole real scene
   keys = [(n.split()[0], -int(n.split()[1])) for n in names]
   assert keys == sorted(keys)
   assert ts.admissible == tuple(sorted({f'go to {n}' for n in names}
@@ -431,7 +451,8 @@ def test_admissible_lists_are_sorted_and_unique():
 
 @pytest.mark.parametrize('preset, kwargs', [
     ('small', {}), ('full', {}),
-    ('full', dict(num_receptacles=50, num_distractors=60)),
+    ('full', dict(num_distractors=60)),
+    ('small', dict(num_receptacles=20)),
     ('small', dict(task_types=['look_at_obj_in_light']))])
 def test_vocabulary_covers_every_text(preset, kwargs):
   env = household.HouseholdEnv(preset, **kwargs)
@@ -446,7 +467,10 @@ def test_vocabulary_covers_every_text(preset, kwargs):
 
 
 def test_small_vocabulary_is_small():
-  assert len(household.HouseholdEnv('small').vocabulary()) < 150
+  # Every real type is reachable in small rooms too; only numbers are fewer.
+  small = household.HouseholdEnv('small').vocabulary()
+  assert len(small) < 200 and set(small) < set(
+      household.HouseholdEnv('full').vocabulary())
 
 
 @pytest.mark.parametrize('kwargs, name', [
@@ -468,8 +492,9 @@ def test_knobs_size_the_rooms():
   env.reset(range(30))
   for i in range(30):
     sc, w = _world(env, i)
-    assert len(sc.names) == 12
-    assert len(sc.onames) == 4 + 1 + 1       # distractors, target, lamp
+    size = sum(_REAL[sc.scene]['receptacles'].values())
+    assert len(sc.names) == min(12, size)
+    assert len(sc.onames) == 4 + 1 + len(sc.lamps)   # distractors, target
     assert sc.kind in ('pick_and_place', 'look_at_obj_in_light')
 
 
@@ -488,3 +513,119 @@ def test_bad_step_input():
   assert env.oracle_actions() == [None]
   with pytest.raises(ValueError, match='done'):
     env.step(['look'])
+
+
+# ----------------------------------------------------------------------------
+# The content is ALFWorld's: its scenes, types and rules.
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(importlib.util.find_spec('alfworld') is None,
+                    reason='needs the alfworld extra')
+def test_content_file_matches_the_alfworld_wheel():
+  from experiments import make_household_content
+  assert _CONTENT == make_household_content.content()
+
+
+@pytest.fixture(scope='module', params=PRESETS)
+def rooms(request):
+  env = household.HouseholdEnv(request.param)
+  env.reset(envs.split_seeds('train', 600))
+  return request.param, list(zip(env._scenes, env._worlds))
+
+
+def test_every_room_is_drawn_from_one_real_scene_of_its_kind(rooms):
+  preset, tasks = rooms
+  kinds = collections.defaultdict(list)
+  for real in _CONTENT['scenes']:
+    kinds[real['room']].append(collections.Counter(real['receptacles']))
+  for sc, w in tasks:
+    real = _REAL[sc.scene]
+    assert sc.room == real['room']
+    counts = collections.Counter(sc.rtype)
+    assert not counts - collections.Counter(real['receptacles'])
+    if preset == 'full':
+      assert counts == collections.Counter(real['receptacles'])
+    # Hence every room's types fit one real room of one kind: no kitchen
+    # receptacles beside bedroom ones.
+    assert any(set(counts) <= set(c) for c in kinds[sc.room])
+    # Numbers run 1..n within each type.
+    for t, n in counts.items():
+      assert {name for name in sc.names if name.split()[0] == t} == {
+          f'{t} {k}' for k in range(1, n + 1)}
+    objects = collections.Counter(sc.otype[o] for o in range(len(sc.otype))
+                                  if not sc.is_lamp[o])
+    assert set(objects) <= set(real['objects'])
+    assert max(objects.values()) <= 3                  # as ALFRED's generator
+    assert sorted(sc.otype[o] for o in sc.lamps) == (
+        real['lamps'] if set(sc.rtype) & set(_CONTENT['lamp_stands']) else [])
+    for o, r in enumerate(w.where):           # where objects start
+      if sc.is_lamp[o]:
+        assert sc.rtype[r] in _CONTENT['lamp_stands']
+      else:
+        assert sc.otype[o] in _CONTENT['can_contain'][sc.rtype[r]]
+
+
+def test_room_sizes_are_real():
+  sizes = [sum(s['receptacles'].values()) for s in _CONTENT['scenes']]
+  assert (min(sizes), max(sizes)) == (3, 47)      # the alfworld 0.4.2 scenes
+  for preset, most in (('small', 7), ('full', max(sizes))):
+    env = household.HouseholdEnv(preset)
+    env.reset(envs.split_seeds('train', 300))
+    got = [len(sc.names) for sc in env._scenes]
+    assert min(got) >= min(sizes) and max(got) <= most
+  assert max(got) > 30 and np.median(got) < 25     # full: ALFWorld's spread
+
+
+def test_tasks_only_in_rooms_that_host_them(rooms):
+  _, tasks = rooms
+  tools = {'pick_heat_then_place': ('microwave', 'heatable'),
+           'pick_cool_then_place': ('fridge', 'coolable'),
+           'pick_clean_then_place': ('sinkbasin', 'cleanable')}
+  for sc, _ in tasks:
+    assert sc.room in _CONTENT['task_rooms'][sc.kind]
+    if sc.kind in tools:
+      tool, able = tools[sc.kind]
+      assert tool in sc.rtype and sc.target in _CONTENT[able]
+    if sc.kind == 'look_at_obj_in_light':
+      assert sc.lamp >= 0 and sc.rtype[sc.lamp_at] in _CONTENT['lamp_stands']
+    else:
+      assert sc.goal_receps and sc.target in _CONTENT['can_contain'][
+          sc.rtype[sc.goal_receps[0]]]
+
+
+_COMMAND = re.compile(r'(move|heat|cool|clean) (\w+) \d+ (?:to|with) (\w+) \d+')
+
+
+@pytest.mark.parametrize('preset', PRESETS)
+def test_offered_commands_follow_the_real_tables(preset):
+  tools = {'heat': ('microwave', 'heatable'), 'cool': ('fridge', 'coolable'),
+           'clean': ('sinkbasin', 'cleanable')}
+  env = household.HouseholdEnv(preset)
+  seen = collections.Counter()
+  for ts in _run(env, envs.split_seeds('train', 150), noise=0.5):
+    for action in ts.admissible:
+      m = _COMMAND.fullmatch(action)
+      if not m:
+        continue
+      verb, obj, recep = m.groups()
+      seen[verb] += 1
+      if verb == 'move':
+        assert obj in _CONTENT['can_contain'][recep], action
+      else:
+        assert recep == tools[verb][0], action
+        assert obj in _CONTENT[tools[verb][1]], action
+  assert min(seen.values()) > 20, seen
+
+
+def test_every_real_type_is_reachable():
+  real_r = {t for s in _CONTENT['scenes'] for t in s['receptacles']}
+  real_o = {t for s in _CONTENT['scenes'] for t in s['objects'] + s['lamps']}
+  assert (len(real_r), len(real_o)) == (25, 56)
+  for preset in PRESETS:
+    env = household.HouseholdEnv(preset)
+    env.reset(envs.split_seeds('train', 2000))
+    assert {t for sc in env._scenes for t in sc.rtype} == real_r, preset
+    assert {t for sc in env._scenes for t in sc.otype} == real_o, preset
+    words = set(env.vocabulary())
+    assert real_r | real_o <= words, preset
