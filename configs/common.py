@@ -135,6 +135,7 @@ def base_config() -> mlc.ConfigDict:
   c.sft.max_updates = 3000
   c.sft.eval_every = 100
   c.sft.target_success = 0.25
+  c.sft.max_invalid_rate = 1.0                  # ... and at most this invalid-action rate
 
   c.eval = mlc.ConfigDict()
   c.eval.every = 10                             # iterations; 0 = never

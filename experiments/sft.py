@@ -12,7 +12,10 @@ the one RL's fresh policy would get (`model.tokenizer`, e.g. bpe for
 think_action). The policy learns them by cross-entropy and stops as soon as its
 success on unseen tasks, sampled at the rollout temperature, reaches
 `sft.target_success` (the papers start RL from an instruction model with low
-but non-zero success). Writes WORKDIR/policy, which RL loads with
+but non-zero success) and its invalid-action rate is at most
+`sft.max_invalid_rate` (where chance alone reaches the target success, as in
+Coin Collector, a policy that has not yet learnt to read the admissible list
+would pass the first test). Writes WORKDIR/policy, which RL loads with
 --config.model.init_from=WORKDIR/policy (and uses as its KL reference).
 """
 
@@ -116,11 +119,13 @@ def main(args):
     if update % c.sft.eval_every == 0:
       # The RL rollout temperature, not greedy: the regime RL starts from.
       values = evaluate_lib.evaluate(c, env, sampler, params, tokenizer, protocol, update)
-      success = values['eval/success']
-      writer.scalars(update, {'sft/loss': float(loss), 'sft/success': success})
-      logging.info('sft update %d | loss %.3f | success %.2f (target %.2f)', update,
-                   float(loss), success, c.sft.target_success)
-      if success >= c.sft.target_success:
+      success, invalid = values['eval/success'], values['eval/invalid_rate']
+      writer.scalars(update, {'sft/loss': float(loss), 'sft/success': success,
+                              'sft/invalid_rate': invalid})
+      logging.info('sft update %d | loss %.3f | success %.2f (target %.2f) | invalid %.2f '
+                   '(at most %.2f)', update, float(loss), success, c.sft.target_success,
+                   invalid, c.sft.max_invalid_rate)
+      if success >= c.sft.target_success and invalid <= c.sft.max_invalid_rate:
         break
   model = nnx.merge(graphdef, params)
   ckpt_lib.save_policy(os.path.join(workdir, 'policy'), model, tokenizer)

@@ -90,7 +90,7 @@ def load_trained_policy(workdir: str) -> tuple[qwen2.Qwen2, tokenizers.Tokenizer
     raise ValueError(f'{workdir!r} has no tokenizer/ directory (the trainer writes it at its '
                      f'first iteration).')
   tokenizer = tokenizers.load_tokenizer(tokenizer_dir)
-  checkpoints = os.path.join(workdir, 'checkpoints')
+  checkpoints = os.path.join(os.path.abspath(workdir), 'checkpoints')   # orbax: absolute
   steps = _steps(checkpoints)
   if not steps:
     raise ValueError(f'{checkpoints} holds no checkpoint yet (the trainer saves one every '

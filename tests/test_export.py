@@ -80,6 +80,14 @@ def test_export_of_a_training_run(trained, tmp_path):
   assert again_tokenizer.tokens == tokenizer.tokens and step == 0
 
 
+def test_a_relative_workdir_loads(trained, tmp_path, monkeypatch):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained, workdir)
+  monkeypatch.chdir(tmp_path)
+  _, _, step = export.load_trained_policy('run')     # orbax needs absolute paths
+  assert step == 0
+
+
 @pytest.mark.slow
 def test_unreadable_newest_checkpoint_is_skipped_and_left_alone(trained, tmp_path):
   workdir = str(tmp_path / 'run')
