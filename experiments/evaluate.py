@@ -28,10 +28,8 @@ on (zero-shot transfer):
                         lists every receptacle)
 """
 
-import collections
 import functools
 import json
-import re
 import sys
 
 from absl import app
@@ -39,13 +37,11 @@ from absl import flags
 from absl import logging
 from flax import nnx
 import jax
-import numpy as np
 
 from g2po_jax import envs
 from g2po_jax import export as export_lib
 from g2po_jax import sampling
 from g2po_jax import stopping
-from g2po_jax import tokenizers
 from g2po_jax.train import checkpoint as ckpt_lib
 from g2po_jax.train import config as config_lib
 from g2po_jax.train import evaluate as evaluate_lib
@@ -60,91 +56,6 @@ _CONFIG = flags.DEFINE_string('config', 'configs/alfworld_g2po.py',
                               'Config file giving the rollout settings (optionally :ARG).')
 _OUT = flags.DEFINE_string('out', None, 'Also write the results to this JSON file.')
 flags.mark_flags_as_required(['policy'])
-
-# The receptacle an ALFWorld command names: 'go to R', 'open R', 'close R',
-# 'examine R', 'take o from R', 'move o to R', 'heat/cool/clean o with R'.
-_RECEPTACLE = re.compile(r'^(?:go to|open|close) (.+)$|^(?:take|move|heat|cool|clean) .+? '
-                         r'(?:from|to|with) (.+)$')
-_ROOM = re.compile(r'Looking quickly around you, you see (.+?)\.\n')
-
-
-class Recorder(envs.BatchEnv):
-  """Passes an environment through and keeps the texts the diagnostics read."""
-
-  def __init__(self, env: envs.BatchEnv):
-    self._env = env
-    self.name, self.max_steps = env.name, env.max_steps
-    self.tasks: list[str] = []
-    self.offered: list[str] = []           # every admissible action of every step
-    self.sent: list[tuple[int, str]] = []  # (instance, action) of every step
-    self.rooms: list[frozenset[str] | None] = []
-
-  def reset(self, seeds):
-    out = self._env.reset(seeds)
-    self.rooms = [_room(t.observation) for t in out]
-    for t in out:
-      self.tasks.append(t.task)
-      self.offered.extend(t.admissible)
-    return out
-
-  def step(self, actions):
-    out = self._env.step(actions)
-    for i, (a, t) in enumerate(zip(actions, out)):
-      if t is not None:
-        self.sent.append((i, a))
-        self.offered.extend(t.admissible)
-    return out
-
-  def oracle_actions(self):
-    return self._env.oracle_actions()
-
-  def task_type(self, index):
-    return self._env.task_type(index)
-
-  def vocabulary(self):
-    return self._env.vocabulary()
-
-  def close(self):
-    self._env.close()
-
-
-def _room(observation: str) -> frozenset[str] | None:
-  """The receptacles an ALFWorld-like first observation lists, or None."""
-  match = _ROOM.search(observation)
-  if match is None:
-    return None
-  return frozenset(re.sub(r'^(?:and )?a ', '', item.strip())
-                   for item in match.group(1).split(','))
-
-
-def _unknown_share(tokenizer: tokenizers.Tokenizer, texts: list[str]) -> float | None:
-  if not isinstance(tokenizer, tokenizers.WordTokenizer) or not texts:
-    return None
-  distinct = collections.Counter(texts)
-  unknown = sum(n for text, n in distinct.items()
-                if tokenizer.UNK in tokenizer.encode(text))
-  return unknown / len(texts)
-
-
-def transfer_metrics(recorder: Recorder, tokenizer: tokenizers.Tokenizer,
-                     r: rollout.Rollouts, prompt_len: int) -> dict[str, float | None]:
-  """The zero-shot diagnostics of the module docstring."""
-  named = absent = 0
-  for i, action in recorder.sent:
-    room = recorder.rooms[i]
-    match = _RECEPTACLE.match(action or '')
-    if room is None or match is None:
-      continue
-    named += 1
-    absent += (match.group(1) or match.group(2)) not in room
-  return {
-      'unknown_word_actions': _unknown_share(tokenizer, recorder.offered),
-      'unknown_word_tasks': _unknown_share(tokenizer, recorder.tasks),
-      'cut_prompts': float(np.mean(r.prompt_lengths >= prompt_len)),
-      'absent_receptacle_actions': absent / len(recorder.sent) if recorder.sent else None,
-      'receptacle_actions': named / len(recorder.sent) if recorder.sent else None,
-  }
-
 
 def load_policy(path: str):
   """(model, tokenizer) of a policy directory or a training workdir."""
@@ -177,7 +88,7 @@ def main(args):
     protocol = loop.make_protocol(c, tokenizer)
   except (config_lib.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
-  env = Recorder(envs.make(c.env.name, **c.env.kwargs))
+  env = evaluate_lib.Recorder(envs.make(c.env.name, **c.env.kwargs))
   graphdef, params = nnx.split(model)
   stop_ids, stop_table = stopping.for_protocol(tokenizer, protocol)
   sampler = sampling.Sampler(graphdef, sampling.SamplingConfig(
@@ -194,7 +105,7 @@ def main(args):
   results = {'policy': _POLICY.value, 'env': c.env.name, 'num_tasks': len(seeds),
              'temperature': c.eval.temperature, 'prompt_len': c.rollout.prompt_len,
              **evaluate_lib.episode_metrics('eval', r),
-             **transfer_metrics(env, tokenizer, r, c.rollout.prompt_len)}
+             **evaluate_lib.transfer_metrics(env, tokenizer, r, c.rollout.prompt_len)}
   for key, value in results.items():
     print(f'{key:40s} {value:.3f}' if isinstance(value, float) else f'{key:40s} {value}')
   if _OUT.value:

@@ -1,6 +1,9 @@
-"""Episode metrics of a batch of rollouts, and evaluation on unseen tasks."""
+"""Episode metrics of a batch of rollouts, evaluation on unseen tasks, and the
+diagnostics of a policy evaluated on an environment it was not trained on."""
 
+import collections
 import functools
+import re
 
 import jax
 import ml_collections as mlc
@@ -73,3 +76,88 @@ def evaluate(c: mlc.ConfigDict, env: envs.BatchEnv, sampler: sampling.Sampler, p
                       jax.random.fold_in(jax.random.key(c.seed + 1), step),
                       row_offset=row_offset, **config_lib.rollout_options(c))
   return episode_metrics('eval', r)
+
+
+# The receptacle an ALFWorld command names: 'go to R', 'open R', 'close R',
+# 'examine R', 'take o from R', 'move o to R', 'heat/cool/clean o with R'.
+_RECEPTACLE = re.compile(r'^(?:go to|open|close) (.+)$|^(?:take|move|heat|cool|clean) .+? '
+                         r'(?:from|to|with) (.+)$')
+_ROOM = re.compile(r'Looking quickly around you, you see (.+?)\.\n')
+
+
+class Recorder(envs.BatchEnv):
+  """Passes an environment through and keeps the texts the diagnostics read."""
+
+  def __init__(self, env: envs.BatchEnv):
+    self._env = env
+    self.name, self.max_steps = env.name, env.max_steps
+    self.tasks: list[str] = []
+    self.offered: list[str] = []           # every admissible action of every step
+    self.sent: list[tuple[int, str]] = []  # (instance, action) of every step
+    self.rooms: list[frozenset[str] | None] = []
+
+  def reset(self, seeds):
+    out = self._env.reset(seeds)
+    self.rooms = [_room(t.observation) for t in out]
+    for t in out:
+      self.tasks.append(t.task)
+      self.offered.extend(t.admissible)
+    return out
+
+  def step(self, actions):
+    out = self._env.step(actions)
+    for i, (a, t) in enumerate(zip(actions, out)):
+      if t is not None:
+        self.sent.append((i, a))
+        self.offered.extend(t.admissible)
+    return out
+
+  def oracle_actions(self):
+    return self._env.oracle_actions()
+
+  def task_type(self, index):
+    return self._env.task_type(index)
+
+  def vocabulary(self):
+    return self._env.vocabulary()
+
+  def close(self):
+    self._env.close()
+
+
+def _room(observation: str) -> frozenset[str] | None:
+  """The receptacles an ALFWorld-like first observation lists, or None."""
+  match = _ROOM.search(observation)
+  if match is None:
+    return None
+  return frozenset(re.sub(r'^(?:and )?a ', '', item.strip())
+                   for item in match.group(1).split(','))
+
+
+def _unknown_share(tokenizer: tokenizers.Tokenizer, texts: list[str]) -> float | None:
+  if not isinstance(tokenizer, tokenizers.WordTokenizer) or not texts:
+    return None
+  distinct = collections.Counter(texts)
+  unknown = sum(n for text, n in distinct.items()
+                if tokenizer.UNK in tokenizer.encode(text))
+  return unknown / len(texts)
+
+
+def transfer_metrics(recorder: Recorder, tokenizer: tokenizers.Tokenizer,
+                     r: rollout.Rollouts, prompt_len: int) -> dict[str, float | None]:
+  """The zero-shot diagnostics of the module docstring."""
+  named = absent = 0
+  for i, action in recorder.sent:
+    room = recorder.rooms[i]
+    match = _RECEPTACLE.match(action or '')
+    if room is None or match is None:
+      continue
+    named += 1
+    absent += (match.group(1) or match.group(2)) not in room
+  return {
+      'unknown_word_actions': _unknown_share(tokenizer, recorder.offered),
+      'unknown_word_tasks': _unknown_share(tokenizer, recorder.tasks),
+      'cut_prompts': float(np.mean(r.prompt_lengths >= prompt_len)),
+      'absent_receptacle_actions': absent / len(recorder.sent) if recorder.sent else None,
+      'receptacle_actions': named / len(recorder.sent) if recorder.sent else None,
+  }

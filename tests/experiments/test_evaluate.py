@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 
-from experiments import evaluate
 from g2po_jax import envs
 from g2po_jax import tokenizers
 from g2po_jax.models import qwen2
 from g2po_jax.train import checkpoint as ckpt_lib
+from g2po_jax.train import evaluate as evaluate_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INTRO = ('-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room. Looking '
@@ -21,8 +21,8 @@ INTRO = ('-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room
 
 
 def test_the_room_is_read_from_the_first_observation():
-  assert evaluate._room(INTRO) == {'cabinet 2', 'cabinet 1', 'sinkbasin 1'}
-  assert evaluate._room('You arrive at cabinet 1. The cabinet 1 is closed.') is None
+  assert evaluate_lib._room(INTRO) == {'cabinet 2', 'cabinet 1', 'sinkbasin 1'}
+  assert evaluate_lib._room('You arrive at cabinet 1. The cabinet 1 is closed.') is None
 
 
 def test_actions_naming_receptacles_the_room_lacks_are_counted():
@@ -40,14 +40,14 @@ def test_actions_naming_receptacles_the_room_lacks_are_counted():
     def close(self):
       pass
 
-  recorder = evaluate.Recorder(Fake())
+  recorder = evaluate_lib.Recorder(Fake())
   recorder.reset([0])
   for action in ('go to fridge 1', 'go to cabinet 2', 'clean mug 1 with sinkbasin 1',
                  'move mug 1 to countertop 1', 'look'):
     recorder.step([action])
   tokenizer = tokenizers.WordTokenizer.from_vocabulary(['go', 'to', 'cabinet', '1', 'look'])
   r = type('R', (), {'prompt_lengths': np.array([10, 20])})()
-  out = evaluate.transfer_metrics(recorder, tokenizer, r, prompt_len=20)
+  out = evaluate_lib.transfer_metrics(recorder, tokenizer, r, prompt_len=20)
   assert out['absent_receptacle_actions'] == 2 / 5        # fridge 1, countertop 1
   assert out['receptacle_actions'] == 4 / 5               # all but look
   assert out['cut_prompts'] == 0.5
