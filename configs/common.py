@@ -130,6 +130,7 @@ def base_config() -> mlc.ConfigDict:
   c.sft = mlc.ConfigDict()
   c.sft.demo_tasks = 400                        # tasks of noisy-oracle demonstrations
   c.sft.noise = 0.3                             # share of random actions while demonstrating
+  c.sft.invalid = 0.0                           # ... and of inadmissible ones (demos.play)
   c.sft.lr = 1e-3
   c.sft.batch_size = 64
   c.sft.max_updates = 3000

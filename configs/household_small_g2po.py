@@ -45,6 +45,7 @@ def get_config(arg: str | None = None) -> mlc.ConfigDict:
   c.eval.every = 10
   c.eval.num_tasks = 128
   c.sft.target_success = 0.2     # on those 128 tasks: the warm start RL begins from
+  c.sft.invalid = 0.1            # demonstrations also show how to go on after `Nothing happens.`
   c.ckpt.every = 5
   c.graph_image_every = 10
   if arg.runlocal:               # a smoke run in seconds

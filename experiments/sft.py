@@ -3,7 +3,7 @@ r"""Warm start: supervised fine-tuning on noisy-oracle demonstrations.
   python -m experiments.sft --config=configs/household_small_g2po.py --workdir=runs/sft
 
 Demonstrations: the environment's oracle plays train tasks with `sft.noise`
-random actions; every visited state is labelled with the oracle's action from
+random actions and `sft.invalid` inadmissible ones; every visited state is labelled with the oracle's action from
 that state, written as the config's protocol answers (`rollout.protocol`):
 the action alone (line), or `<think>` a short reasoning generated from the
 oracle's plan `</think>` then `<action>` the action `</action>` after a
@@ -80,7 +80,8 @@ def main(args):
   t0 = time.perf_counter()
   rng = np.random.default_rng(c.seed)
   seeds = envs.split_seeds('train', c.sft.demo_tasks, start=500_000_000)  # not RL's first tasks
-  played = demos.play(env, seeds, noise=c.sft.noise, max_steps=c.env.max_steps, rng=rng)
+  played = demos.play(env, seeds, noise=c.sft.noise, invalid=c.sft.invalid,
+                      max_steps=c.env.max_steps, rng=rng)
   # Its own generator: the line protocol's rows and batches stay as they were.
   ids, lengths, label_ids, label_mask = batch_lib.demonstration_rows(
       played, tokenizer, protocol, history=c.rollout.history, prompt_len=c.rollout.prompt_len,

@@ -35,7 +35,7 @@ class Demo(NamedTuple):
 
 
 def play(env: envs.BatchEnv, seeds: Sequence[int], *, noise: float, max_steps: int,
-         rng: np.random.Generator) -> list[Demo]:
+         rng: np.random.Generator, invalid: float = 0.0) -> list[Demo]:
   """Every state a noisy oracle acts in on the tasks `seeds`.
 
   Args:
@@ -45,23 +45,40 @@ def play(env: envs.BatchEnv, seeds: Sequence[int], *, noise: float, max_steps: i
       of the oracle's (states off the optimal path get demonstrations too).
     max_steps: the episode limit.
     rng: draws the noise.
+    invalid: the share of steps that send an inadmissible action, one that
+      another episode of the batch could take now (with the oracle's verb
+      where one has it). A policy writes such
+      actions, and an oracle that never does shows no state after `Nothing
+      happens.`: its imitator then repeats the failed action to the end.
   Returns:
     The demonstrations in (step, episode) order; each is labelled with the
     oracle's plan even where the action taken was random.
   """
-  if not 0.0 <= noise <= 1.0:
-    raise ValueError(f'noise must lie in [0, 1]; got {noise}.')
+  if not (0.0 <= noise <= 1.0 and 0.0 <= invalid <= 1.0 - noise):
+    raise ValueError(f'noise and invalid must lie in [0, 1] with noise + invalid <= 1; '
+                     f'got noise {noise}, invalid {invalid}.')
   steps = env.reset(seeds)
   pairs = [[] for _ in seeds]
   out = []
   for t in range(max_steps):
     plans = env.oracle_plans()
     actions = [None] * len(seeds)
+    offered = sorted({a for s in steps if not s.done for a in s.admissible})
     for i, (s, plan) in enumerate(zip(steps, plans)):
       if s.done or plan is None:
         continue
       out.append(Demo(s.task, tuple(pairs[i]), s.observation, s.admissible, t, plan))
-      actions[i] = plan[0] if rng.random() >= noise else str(rng.choice(s.admissible))
+      u = rng.random()
+      if u < noise:
+        actions[i] = str(rng.choice(s.admissible))
+      elif u < noise + invalid:
+        # A near miss where there is one: the oracle's verb with wrong
+        # arguments, as a policy's failed copy of the right action.
+        wrong = sorted(set(offered) - set(s.admissible))
+        near = [a for a in wrong if a.split(' ', 1)[0] == plan[0].split(' ', 1)[0]]
+        actions[i] = str(rng.choice(near or wrong)) if wrong else plan[0]
+      else:
+        actions[i] = plan[0]
       pairs[i].append((s.observation, actions[i]))
     if all(a is None for a in actions):
       break

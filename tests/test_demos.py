@@ -45,6 +45,24 @@ def test_plans_start_with_the_oracle_action_and_win(env, played):
   assert step.won
 
 
+def test_invalid_steps_show_how_to_go_on_after_nothing_happens(env, played):
+  assert not any(d.observation == 'Nothing happens.' for d in played)
+  mixed = demos.play(env, envs.split_seeds('train', 30), noise=0.2, invalid=0.2,
+                     max_steps=env.max_steps, rng=np.random.default_rng(0))
+  failed = [d for d in mixed if d.observation == 'Nothing happens.']
+  assert len(failed) > 10
+  for d in failed:
+    # The inadmissible action sent changed nothing, so the oracle's plan
+    # (the label) is the one of the state before it.
+    before = next(p for p in reversed(mixed) if p.task == d.task and p.step == d.step - 1
+                  and p.history == d.history[:-1])
+    assert d.history[-1][1] not in before.admissible
+    assert d.plan == before.plan and d.admissible == before.admissible
+  with pytest.raises(ValueError, match='noise \\+ invalid'):
+    demos.play(env, envs.split_seeds('train', 2), noise=0.6, invalid=0.5, max_steps=3,
+               rng=np.random.default_rng(0))
+
+
 def test_reasoning_is_varied_and_does_not_copy_the_admissible_list(played):
   rng = np.random.default_rng(0)
   texts = [demos.reasoning(d.task, d.plan, rng) for d in played]

@@ -255,6 +255,8 @@ def validate(c: mlc.ConfigDict) -> None:
   _number(c, 'eval.temperature', 0.0, 10.0)
   _number(c, 'sft.target_success', 0.0, 1.0)
   _number(c, 'sft.max_invalid_rate', 0.0, 1.0)
+  _number(c, 'sft.noise', 0.0, 1.0)
+  _number(c, 'sft.invalid', 0.0, 1.0 - c.sft.noise)
   _number(c, 'credit.success_reward', 0.0, credit.MAX_ABS_REWARD, lo_open=True)
   _number(c, 'optim.lr', 0.0, 1.0, lo_open=True)
   _number(c, 'optim.b1', 0.0, 1.0)

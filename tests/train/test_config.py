@@ -81,6 +81,7 @@ def test_missing_config_file_and_bad_config_arg(repo_cwd):
     (dict(graph__metric='dice'), "graph.metric must be one of jaccard, cosine; got 'dice'"),
     (dict(graph__rules=(('(', ''),)), "graph.rules[0]: pattern '(' does not compile"),
     (dict(graph__rules=(('x',),)), 'graph.rules[0] must be a (pattern, replacement) pair'),
+    (dict(sft__noise=0.8, sft__invalid=0.3), 'sft.invalid must be a number in [0, 0.2]; got 0.3'),
 ])
 def test_bad_values_are_one_line_config_errors(overrides, expected):
   assert expected in _error(config_lib.validate, micro_config(**overrides))
