@@ -1,4 +1,4 @@
-r"""Benchmark: hashing + graph + every estimator vs the dict-based reference.
+r"""Benchmark: state keys + graph + every estimator vs the dict-based reference.
 
   python -m experiments.bench_credit                       # the README tables
   python -m experiments.bench_credit --json=/tmp/credit.json --repeats=5
@@ -7,22 +7,34 @@ Synthetic rollouts: each task has a pool of state texts (about 600
 characters, like the environments' state keys: an observation and the
 admissible actions); its 8 attempts walk over the pool so states repeat about
 as often as in ALFWorld. Every text is a fresh string object, as an
-environment returns them, so no side reuses a cached `hash()`. Both sides
-group each trajectory's T states plus its final observation: ours with
-`graph.hash_strings` (deterministic 64-bit keys), the reference with a plain
-dict (`ids.setdefault(text, len(ids))`, keys valid in this process only).
+environment returns them, so no side reuses a cached `hash()`.
 
-Hashing is also measured on its own, side by side with that dict grouping
-(taking turns; CPU time of this process, as both are single-threaded host
-work), with the host memory it takes: the peak bytes it allocates per hashed
-text (tracemalloc), next to the mean size of a text. Other times are wall
-medians over repeats, after compilation; device work ends with
-`block_until_ready`.
+State keys are computed where the environment writes a state
+(`envs.TimeStep.key`: `graph.text_key`, BLAKE2b of the text, inside
+`env.step`); `rollout.collect` stores each step's key in a [B, T + 1] uint64
+array as it goes and keeps no text. So the credit path starts from keys:
+ours turns the collected keys into the [B, T] state and next-state keys the
+graph reads (`rollout.state_key_arrays`), the reference groups the texts
+with a plain dict (`ids.setdefault(text, len(ids))`, keys valid in this
+process only). Both see each trajectory's states: one per real step, plus
+the state its last step reached.
+
+Measured side by side (taking turns; CPU time of this process, as all are
+single-threaded host work): (a) the dict grouping of fresh texts; (b) the
+credit path's work on the collected keys; (c) keying fresh texts as the
+rollout does: one `text_key` per state (paid inside `env.step`, where the
+TimeStep is built), alone and with the store into the key array (the rollout
+loop). (c) is not on the credit path but is paid for every state, so it is
+reported per text. Host memory: the bytes per real step that the rollout
+keeps for state identity (state keys, true keys and the mask), next to what
+keeping each step's state text would take (the str object and a list slot).
+Other times are wall medians over repeats, after compilation; device work
+ends with `block_until_ready`.
 """
 
 import json
+import sys
 import time
-import tracemalloc
 
 from absl import app
 from absl import flags
@@ -32,6 +44,7 @@ import numpy as np
 from g2po_jax import credit
 from experiments.synthetic import make_rollouts
 from g2po_jax import graph as graph_lib
+from g2po_jax.train import rollout
 from tests.credit import reference
 
 FLAGS = flags.FLAGS
@@ -39,7 +52,9 @@ flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
 flags.DEFINE_integer('repeats', 5, 'Timed repeats per measurement (median).')
 flags.DEFINE_integer('obs_chars', 600, 'Characters per state text (lengths vary 50-100%).')
 flags.DEFINE_bool('big', True, 'Also run the 100k-row batch.')
-flags.DEFINE_list('steps', ['15', '50', '200'], 'Episode lengths T of the 16x8xT batches.')
+flags.DEFINE_list('steps', ['15', '50', '57', '200'],
+                  'Episode lengths T of the 16x8xT batches (T=57: about 6,400 rows).')
+
 
 def _fresh(texts: list[list[str]]) -> list[list[str]]:
   """Copies of the texts as new string objects (no cached hash())."""
@@ -79,20 +94,26 @@ def dict_grouping(texts: list[list[str]]) -> list[list[int]]:
   return [[ids.setdefault(t, len(ids)) for t in row] for row in texts]
 
 
-def _peak_bytes(fn, *args) -> int:
-  tracemalloc.start()
-  fn(*args)
-  peak = tracemalloc.get_traced_memory()[1]
-  tracemalloc.stop()
-  return peak
+def source_keys(texts: list[list[str]], width: int) -> np.ndarray:
+  """[B, width] uint64 keys of each trajectory's states (0 past them), as
+  `rollout.collect` stores them: one `text_key` per state, as each TimeStep
+  computes it, and one store per state."""
+  keys = np.zeros((len(texts), width), np.uint64)
+  for i, row in enumerate(texts):
+    for t, text in enumerate(row):
+      keys[i, t] = graph_lib.text_key(text)
+  return keys
 
 
-def _ours(batch, name, keys=None):
-  if keys is None:
-    keys = graph_lib.hash_strings(batch['texts'])
-  out = credit.estimate(name, group=batch['group'], state=keys[:, :-1], next_state=keys[:, 1:],
+def _ours(batch, name, state, next_state):
+  out = credit.estimate(name, group=batch['group'], state=state, next_state=next_state,
                         reward=batch['reward'], valid=batch['valid'], mask=batch['mask'])
   return out.block_until_ready()
+
+
+def _end_to_end(batch, name, keys):
+  """From the keys a rollout collected to the advantages."""
+  return _ours(batch, name, *rollout.state_key_arrays(keys, batch['mask']))
 
 
 def _reference(batch, name):
@@ -103,46 +124,60 @@ def _reference(batch, name):
 
 
 def run_case(label, batch, names, reference_names, repeats):
-  rows = int(batch['mask'].sum())
-  texts = batch['texts']
+  mask = batch['mask']
+  rows = int(mask.sum())
+  # The states a rollout keys: each real step's, then the one its last step reached.
+  texts = [row[:n + 1] for row, n in zip(batch['texts'], mask.sum(1).tolist())]
   num_texts = sum(map(len, texts))
-  flat = [t for row in texts for t in row]
-  text_bytes = sum(len(t.encode()) for t in flat)
-  keys = graph_lib.hash_strings(texts)
+  text_bytes = sum(len(t.encode()) for row in texts for t in row)
+  width = mask.shape[1] + 1
+  keys = source_keys(texts, width)
   # Host work only, single-threaded: CPU time, so other jobs on a shared
   # machine do not count.
-  side_by_side = _interleaved_medians({'hash': graph_lib.hash_strings, 'dict': dict_grouping},
-                                      texts, max(repeats, 15), clock=time.process_time)
-  hash_s, dict_s = side_by_side['hash'], side_by_side['dict']
-  groups = credit.validate_batch(batch['group'], keys[:, :-1], keys[:, 1:], batch['reward'],
-                                 batch['valid'], batch['mask'])
-  graph_s = _median_seconds(lambda: graph_lib.build_graph(groups[0], groups[1], groups[2],
-                                                          batch['mask']), repeats)
-  result = {'rows': rows, 'texts': num_texts, 'hash_ms': 1e3 * hash_s,
-            'dict_grouping_ms': 1e3 * dict_s, 'hash_speedup_over_dict': dict_s / hash_s,
-            'graph_ms': 1e3 * graph_s,
+  side_by_side = _interleaved_medians(
+      {'keys': lambda _: rollout.state_key_arrays(keys, mask), 'dict': dict_grouping,
+       'text_key': lambda x: [list(map(graph_lib.text_key, row)) for row in x],
+       'keying': lambda x: source_keys(x, width)}, texts, max(repeats, 15),
+      clock=time.process_time)
+  keys_s, dict_s = side_by_side['keys'], side_by_side['dict']
+  text_key_s, keying_s = side_by_side['text_key'], side_by_side['keying']
+  state, next_state = rollout.state_key_arrays(keys, mask)
+  graph_s = _median_seconds(lambda: graph_lib.build_graph(batch['group'], state, next_state,
+                                                          mask), repeats)
+  # Keeping each step's state text instead: the str object and a list slot.
+  text_kept = sum(sys.getsizeof(t) + 8 for row in texts for t in row[:-1]) / rows
+  result = {'rows': rows, 'texts': num_texts, 'source_keys_ms': 1e3 * keys_s,
+            'dict_grouping_ms': 1e3 * dict_s, 'speedup_over_dict': dict_s / keys_s,
+            'text_key_us_per_text': 1e6 * text_key_s / num_texts,
+            'keying_us_per_text': 1e6 * keying_s / num_texts,
+            'keying_ms': 1e3 * keying_s, 'graph_ms': 1e3 * graph_s,
             'text_bytes_per_text': text_bytes / num_texts,
-            'hash_peak_bytes_per_text': _peak_bytes(graph_lib.hash_strings, flat) / num_texts,
-            'estimators': {}}
+            # What collect keeps: the keys of the states (and the final one),
+            # the true keys ([B, T] uint64, as the state keys here) and the mask.
+            'kept_bytes_per_step': (keys.nbytes + state.nbytes + mask.nbytes) / rows,
+            'text_kept_bytes_per_step': text_kept, 'estimators': {}}
   for name in names:
-    _ours(batch, name, keys)                               # compile
-    est_s = _median_seconds(lambda: _ours(batch, name, keys), repeats)
-    e2e_s = _median_fresh_seconds(lambda x: _ours(dict(batch, texts=x), name), texts, repeats)
+    _ours(batch, name, state, next_state)                 # compile
+    est_s = _median_seconds(lambda: _ours(batch, name, state, next_state), repeats)
+    e2e_s = _median_seconds(lambda: _end_to_end(batch, name, keys), repeats)
     entry = {'estimate_ms': 1e3 * est_s, 'end_to_end_ms': 1e3 * e2e_s,
              'us_per_row': 1e6 * e2e_s / rows}
     if name in reference_names:
-      ref_s = _median_fresh_seconds(lambda x: _reference(dict(batch, texts=x), name), texts,
-                                    max(1, repeats // 3))
+      ref_s = _median_fresh_seconds(lambda x: _reference(dict(batch, texts=x), name),
+                                    batch['texts'], max(1, repeats // 3))
       entry.update(reference_ms=1e3 * ref_s, speedup=ref_s / e2e_s)
-      np.testing.assert_allclose(np.asarray(_ours(batch, name, keys)),
+      np.testing.assert_allclose(np.asarray(_end_to_end(batch, name, keys)),
                                  _reference(batch, name), atol=1e-3)
     result['estimators'][name] = entry
-  print(f'\n### {label}: {rows} rows, {num_texts} texts of {text_bytes / num_texts:.0f} B; '
-        f'hash_strings {result["hash_ms"]:.2f} ms vs dict grouping '
-        f'{result["dict_grouping_ms"]:.2f} ms ({result["hash_speedup_over_dict"]:.2f}x), '
-        f'{result["hash_peak_bytes_per_text"]:.0f} B of host memory per text at peak; '
-        f'graph {result["graph_ms"]:.1f} ms')
-  print('| estimator | estimate() ms | end to end ms (hash incl.) | us/row | '
+  print(f'\n### {label}: {rows} rows, {num_texts} state texts of {text_bytes / num_texts:.0f} B; '
+        f'source keys {result["source_keys_ms"]:.3f} ms vs dict grouping '
+        f'{result["dict_grouping_ms"]:.2f} ms ({result["speedup_over_dict"]:.0f}x), '
+        f'{result["kept_bytes_per_step"]:.1f} B kept per step (texts: '
+        f'{result["text_kept_bytes_per_step"]:.0f} B); keying the texts: text_key (in '
+        f'env.step) {result["text_key_us_per_text"]:.2f} us per text, with the store (in the '
+        f'rollout loop) {result["keying_us_per_text"]:.2f} us ({result["keying_ms"]:.2f} ms '
+        f'for the batch); graph {result["graph_ms"]:.1f} ms')
+  print('| estimator | estimate() ms | end to end ms (source keys incl.) | us/row | '
         'reference ms | speedup |')
   print('|---|---:|---:|---:|---:|---:|')
   for name, e in result['estimators'].items():

@@ -59,7 +59,7 @@ def noisy_batch(num_tasks: int, steps: int, obs_chars: int, seed: int = 0):
                    + noisy.garble(text, rng))
       group.append(clean['group'][b])
       true.append(text)
-  return texts, np.asarray(group), graph_lib.hash_strings(true)
+  return texts, np.asarray(group), graph_lib.text_keys(true)
 
 
 def rules() -> dict[str, graph_lib.Matcher]:
@@ -137,7 +137,7 @@ def play(name: str, num_tasks: int, max_steps: int, random_actions: float, seed:
         true.append(current[i].true_state_key)
         group.append(seeds[i])
     current = [n if n is not None else s for n, s in zip(env.step(actions), current)]
-  return texts, np.asarray(group), graph_lib.hash_strings(true)
+  return texts, np.asarray(group), graph_lib.text_keys(true)
 
 
 def run_world() -> dict:

@@ -26,8 +26,9 @@ def test_bench_credit(tmp_path):
   assert set(result['estimators']) == {'grpo', 'rloo', 'gigpo', 'g2po', 'graphgpo', 'hgpo',
                                        'gagpo'}
   assert result['estimators']['g2po']['speedup'] > 0
-  assert result['hash_ms'] > 0 and result['dict_grouping_ms'] > 0
-  assert result['hash_peak_bytes_per_text'] > 0
+  assert result['source_keys_ms'] > 0 and result['dict_grouping_ms'] > 0
+  assert result['keying_us_per_text'] > 0
+  assert 16 <= result['kept_bytes_per_step'] < result['text_kept_bytes_per_step']
   assert '| g2po |' in text
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from g2po_jax.graph import hashing
+
 # Train and evaluation tasks come from disjoint seed ranges, so evaluation is
 # always on tasks never trained on.
 _SPLIT_OFFSET = {'train': 0, 'eval': 1_000_000_000}
@@ -48,6 +50,11 @@ class TimeStep:
       the noise-free key of the same state; None where `state_key` is
       already the true state. Used only to score state matching (purity,
       recall), never by a trainer's credit.
+    key: `graph.text_key(state_key)`, the state's 64-bit key, computed when
+      the TimeStep is built (inside `step`/`reset`), so trainers group
+      integers and keep no state text.
+    true_key: `graph.text_key` of `true_state_key`, or `key` where that is
+      None.
   """
   observation: str
   task: str
@@ -58,6 +65,16 @@ class TimeStep:
   valid: bool
   state_key: str
   true_state_key: str | None = None
+  key: int = dataclasses.field(init=False, repr=False)
+  true_key: int = dataclasses.field(init=False, repr=False)
+
+  def __post_init__(self):
+    # Frozen: set the derived keys through object.__setattr__. Pickling keeps
+    # them (unpickling does not call __init__), so they are computed once.
+    key = hashing.text_key(self.state_key)
+    object.__setattr__(self, 'key', key)
+    object.__setattr__(self, 'true_key', key if self.true_state_key is None
+                       else hashing.text_key(self.true_state_key))
 
 
 def split_seeds(split: str, count: int, start: int = 0) -> np.ndarray:

@@ -3,8 +3,9 @@
 G2PO's graph merges the steps of a task group whose state keys are equal.
 A matcher turns the state texts of a batch into those keys, per task group:
 
-  exact       `hash_strings` of the text (the papers' rule).
-  normalized  `hash_strings` of the text after regex rules (`Rule`), declared
+  exact       `text_key` of the text (the papers' rule); equal to the keys the
+              environments attach to their states (`envs.TimeStep.key`).
+  normalized  `text_key` of the text after regex rules (`Rule`), declared
               beside each environment (`BatchEnv.NORMALIZERS`) and extended
               from the config (`graph.rules`).
   near        near-duplicate merging within a task group: word-shingle and
@@ -58,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 
 from g2po_jax.graph.builder import dense_ids
-from g2po_jax.graph.hashing import hash_strings, mix
+from g2po_jax.graph.hashing import mix, text_keys
 
 MATCHINGS = ('exact', 'normalized', 'near', 'difflib')
 METRICS = ('jaccard', 'cosine')
@@ -132,9 +133,9 @@ def make_normalizer(rules: Sequence[Sequence[str]]) -> Callable[[str], str]:
 
 
 def exact_keys(texts: Sequence[str], group: np.ndarray) -> np.ndarray:
-  """[n] uint64 `hash_strings` keys (`group` is not needed: keys are per text)."""
+  """[n] uint64 `text_key` of each text (`group` is not needed: keys are per text)."""
   del group
-  return hash_strings(list(texts))
+  return text_keys(texts)
 
 
 def shingles(texts: Sequence[str], size: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +300,7 @@ def near_keys(texts: Sequence[str], group: np.ndarray, threshold: float,
   if shingle < 1 or bands < 1 or rows < 1 or bins & (bins - 1):
     raise ValueError(f'shingle, bands and rows must be >= 1 with bands * rows a power of two; '
                      f'got {shingle}, {bands}, {rows}.')
-  exact = hash_strings(list(texts))
+  exact = text_keys(texts)
   group = np.asarray(group)
   if not exact.size:
     return exact
@@ -345,7 +346,7 @@ def near_keys(texts: Sequence[str], group: np.ndarray, threshold: float,
 def difflib_keys(texts: Sequence[str], group: np.ndarray, threshold: float) -> np.ndarray:
   """GiGPO's greedy rule (module docstring): [n] uint64, the exact key of each
   text's cluster's first member. Python loops over groups and clusters."""
-  exact = hash_strings(list(texts))
+  exact = text_keys(texts)
   group = np.asarray(group)
   out = np.empty_like(exact)
   for label in np.unique(group):

@@ -5,6 +5,13 @@ prompt, the sampled response with the sampler's log-probs) and one row of the
 trajectory arrays the estimators read (reward, valid, state keys). Finished
 environments stop stepping; the sampler pads the shrinking batch of active
 ones to a few bucket sizes, so nothing recompiles.
+
+State keys come from the environments: each TimeStep carries the 64-bit key
+of its state text (`envs.TimeStep.key`, computed inside `env.step`). With
+exact matching (the default) the rollout keeps those keys only (the state
+key, the true key and the mask: 17 bytes per padded step) and never a state
+text; the other matchers (`graph.make_matcher`) read the texts, so the texts
+are kept for them until the batch is keyed.
 """
 
 from collections.abc import Callable, Sequence
@@ -53,7 +60,7 @@ class Rollouts:
   sample_index: np.ndarray   # [S] int32, b * T + t
   sample_seconds: float = 0.0
   env_seconds: float = 0.0
-  matching_seconds: float = 0.0  # the matcher's time on this batch's state texts
+  matching_seconds: float = 0.0  # time to key this batch's states (the matcher's, unless exact)
   unique_prompts: int = 0        # distinct prompts summed over the steps' sampler calls
   unique_prompt_tokens: int = 0  # their tokens (what a sampler sharing prompts prefills)
 
@@ -95,7 +102,9 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
     success_reward: the reward a win (env reward 1.0) is scaled to.
     row_offset: global index of this process's first trajectory.
     state_keys: turns the state texts of each task group into state keys
-      (`graph.make_matcher`); the true states are always keyed exactly.
+      (`graph.make_matcher`). `graph.exact_keys` (the default) is not called:
+      the TimeSteps' own keys equal its keys, so no state text is kept. The
+      true states are always keyed exactly, by the TimeSteps' `true_key`.
   Returns:
     Rollouts of B trajectories.
   """
@@ -110,8 +119,12 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
   mask = np.zeros((b, max_steps), bool)
   won = np.zeros(b, bool)
   pairs = [[] for _ in range(b)]            # (observation, action) per trajectory
-  keys = [[] for _ in range(b)]             # state-key texts, then the final one
-  trues = [[] for _ in range(b)]            # true-state texts of the states acted in
+  # The environments' keys (TimeStep.key) of the states acted in, then of the
+  # final state; the true keys of the states acted in. State texts only for
+  # a matcher that reads them.
+  keys = np.zeros((b, max_steps + 1), np.uint64)
+  true_key = np.zeros((b, max_steps), np.uint64)
+  state_texts = None if state_keys is graph_lib.exact_keys else [[] for _ in range(b)]
   samples = []                              # (b, t, prompt, response tokens, logp, stopped)
   unique_prompts = unique_prompt_tokens = 0
   active = [not s.done for s in steps]
@@ -145,24 +158,24 @@ def collect(env: envs.BatchEnv, seeds: Sequence[int], sample_fn: SampleFn,
       valid[i, t] = res.valid and not format_error[i, t]
       mask[i, t] = True
       won[i] |= res.won
-      keys[i].append(steps[i].state_key)
-      trues[i].append(_true_state(steps[i]))
+      keys[i, t] = steps[i].key
+      true_key[i, t] = steps[i].true_key
+      if state_texts is not None:
+        state_texts[i].append(steps[i].state_key)
       pairs[i].append((steps[i].observation, actions[i]))
       samples.append((i, t, ids[j, :lengths[j]], out.tokens[j], out.mask[j], out.logp[j],
                       out.done[j]))
       steps[i] = res
       active[i] = not res.done
-  for i in range(b):
-    keys[i].append(steps[i].state_key)      # the state the last action reached
+  for i, end in enumerate(mask.sum(1).tolist()):   # the state the last action reached
+    keys[i, end] = steps[i].key
+    if state_texts is not None:
+      state_texts[i].append(steps[i].state_key)
   r = _assemble(np.asarray(seeds, np.int64), [env.task_type(i) for i in range(b)],
-                env_reward, success_reward, valid, format_error, mask, won, keys, trues,
-                state_keys, samples, prompt_len, sample_seconds, env_seconds)
+                env_reward, success_reward, valid, format_error, mask, won, keys, true_key,
+                state_texts, state_keys, samples, prompt_len, sample_seconds, env_seconds)
   r.unique_prompts, r.unique_prompt_tokens = unique_prompts, unique_prompt_tokens
   return r
-
-
-def _true_state(step: envs.TimeStep) -> str:
-  return step.state_key if step.true_state_key is None else step.true_state_key
 
 
 def encode_prompts(tokenizer: tokenizers.Tokenizer, render: Callable[[int, int], str],
@@ -191,18 +204,31 @@ def encode_prompts(tokenizer: tokenizers.Tokenizer, render: Callable[[int, int],
   return ids, lengths
 
 
+def state_key_arrays(keys: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The state and next-state keys of each step, from each trajectory's states.
+
+  Args:
+    keys: [B, T + 1] uint64. Row b: the keys of the states its steps act in,
+      then (at mask[b].sum()) of the state its last step reached.
+    mask: [B, T] bool, a prefix per row.
+  Returns:
+    (state_key, next_key), each [B, T] uint64, 0 on padding.
+  """
+  return np.where(mask, keys[:, :-1], 0), np.where(mask, keys[:, 1:], 0)
+
+
 def _assemble(seeds, task_types, env_reward, success_reward, valid, format_error, mask, won,
-              keys, trues, state_keys, samples, prompt_len, sample_seconds,
+              keys, true_key, state_texts, state_keys, samples, prompt_len, sample_seconds,
               env_seconds) -> Rollouts:
   b, t = mask.shape
-  # Key every state text once, in one matcher call: [B, T + 1], 0 on padding.
-  live = np.arange(t + 1) < np.array([len(k) for k in keys])[:, None]
   t0 = time.perf_counter()
-  hashed = np.zeros((b, t + 1), np.uint64)
-  hashed[live] = state_keys([x for k in keys for x in k], seeds[np.nonzero(live)[0]])
+  if state_texts is not None:               # one matcher call over every state text
+    live = np.concatenate([np.ones((b, 1), bool), mask], 1)   # [B, T + 1] states
+    rows = np.repeat(np.arange(b), [len(x) for x in state_texts])
+    keys = np.zeros_like(keys)
+    keys[live] = state_keys([x for row in state_texts for x in row], seeds[rows])
+  state_key, next_key = state_key_arrays(keys, mask)
   matching_seconds = time.perf_counter() - t0
-  true_key = np.zeros((b, t), np.uint64)
-  true_key[mask] = graph_lib.hash_strings([x for k in trues for x in k])
   samples.sort(key=lambda s: (s[0], s[1]))
   s = len(samples)
   n = samples[0][3].shape[0] if samples else 1
@@ -222,8 +248,7 @@ def _assemble(seeds, task_types, env_reward, success_reward, valid, format_error
   return Rollouts(
       seeds=seeds, task_types=task_types, reward=success_reward * env_reward,
       env_reward=env_reward, valid=valid, format_error=format_error, mask=mask,
-      state_key=np.where(mask, hashed[:, :-1], 0).astype(np.uint64),
-      next_key=np.where(mask, hashed[:, 1:], 0).astype(np.uint64), true_key=true_key,
+      state_key=state_key, next_key=next_key, true_key=true_key,
       won=won, prompt_ids=prompt_ids, prompt_lengths=prompt_lengths,
       response_ids=response_ids, response_mask=response_mask, response_logp=response_logp,
       response_stopped=response_stopped, sample_index=sample_index,

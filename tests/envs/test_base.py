@@ -1,6 +1,8 @@
 """Tests of the environment protocol helpers and the registry."""
 
+import dataclasses
 import pathlib
+import pickle
 import subprocess
 import sys
 
@@ -8,7 +10,9 @@ import numpy as np
 import pytest
 
 from g2po_jax import envs
+from g2po_jax import graph
 from g2po_jax.envs import base
+from tests.envs.common import play
 
 
 def test_train_and_eval_seeds_are_disjoint_and_map_back():
@@ -79,6 +83,37 @@ def test_timestep_is_immutable():
   ts = base.TimeStep('obs', 'task', ('look',), 0.0, False, False, True, 'key')
   with pytest.raises(AttributeError):
     ts.reward = 1.0
+
+
+def test_timestep_keys_are_the_text_keys_of_its_state_texts():
+  ts = base.TimeStep('obs', 'task', ('look',), 0.0, False, False, True, 'key')
+  assert ts.key == ts.true_key == graph.text_key('key')
+  noisy = base.TimeStep('obs', 'task', ('look',), 0.0, False, False, True, 'key 9:41',
+                        true_state_key='key')
+  assert (noisy.key, noisy.true_key) == (graph.text_key('key 9:41'), ts.key)
+  assert dataclasses.replace(ts, state_key='other').key == graph.text_key('other')
+  with pytest.raises(ValueError, match='a state text must be a str'):
+    base.TimeStep('obs', 'task', ('look',), 0.0, False, False, True, None)
+
+
+@pytest.mark.parametrize('name', ['household-small', 'shop-small', 'household-noisy',
+                                  'shop-noisy'])
+def test_every_environment_keys_its_states_when_it_builds_them(name):
+  """Reset and step (valid and invalid actions) carry `text_key` of the state
+  texts, and the keys survive a pickle (worker pools, several processes)."""
+  rng = np.random.default_rng(0)
+  with envs.make(name) as env:
+    seeds = np.repeat(envs.split_seeds('train', 3), 2)
+    policy = lambda t, live: [None if ts.done else 'fly' if rng.random() < 0.2
+                              else str(rng.choice(ts.admissible)) for ts in live]
+    history, _ = play(env, seeds, policy, max_steps=6)
+  steps = [ts for step in history for ts in step if ts is not None]
+  for ts in steps:
+    true_text = ts.state_key if ts.true_state_key is None else ts.true_state_key
+    assert (ts.key, ts.true_key) == (graph.text_key(ts.state_key), graph.text_key(true_text))
+  assert (name.endswith('noisy')) == any(ts.key != ts.true_key for ts in steps)
+  copies = pickle.loads(pickle.dumps(steps))
+  assert [(c.key, c.true_key) for c in copies] == [(ts.key, ts.true_key) for ts in steps]
 
 
 def test_envs_and_household_do_not_import_jax():

@@ -9,6 +9,7 @@ import pytest
 
 from g2po_jax import envs
 from g2po_jax.envs import base, twx
+from g2po_jax.graph import text_key
 from tests.envs.common import play
 
 GAMES = ('cookingworld', 'twc', 'coin')
@@ -166,6 +167,7 @@ def test_no_effect_actions_keep_the_key(game_envs):
   for action in ('inventory', 'look around', 'examine stove'):
     ts = env.step([action])[0]
     assert ts.valid and ts.state_key == start.state_key
+    assert ts.key == ts.true_key == start.key == text_key(start.state_key)
 
 
 def test_bad_calls_raise_value_errors(game_envs):

@@ -1,5 +1,6 @@
 """Tests for g2po_jax/graph/hashing.py."""
 
+import hashlib
 import subprocess
 import sys
 import tracemalloc
@@ -7,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from g2po_jax.graph import hash_strings, hash_tokens, hashing, mix
+from g2po_jax.graph import hash_tokens, mix, text_key, text_keys
 
 
 def test_padding_never_changes_the_key():
@@ -47,33 +48,22 @@ def test_batch_shape_and_dtype():
   assert keys.shape == (2, 3) and keys.dtype == np.uint64
 
 
-def test_strings():
-  keys = hash_strings(['go to cabinet 1', 'go to cabinet 1', 'go to cabinet 10', '', 'é'])
+def test_text_key_is_blake2b_of_the_utf8_bytes():
+  for text in ('You arrive at fridge 1.', '', 'café'):
+    digest = hashlib.blake2b(text.encode('utf-8'), digest_size=8).digest()
+    assert text_key(text) == int.from_bytes(digest, 'little')
+
+
+def test_text_keys():
+  keys = text_keys(['go to cabinet 1', 'go to cabinet 1', 'go to cabinet 10', '', 'é'])
+  assert keys.shape == (5,) and keys.dtype == np.uint64
   assert keys[0] == keys[1] and len(set(keys.tolist())) == 4
-  assert hash_strings(np.array([['a', 'bb']])).shape == (1, 2)
-  # A string's key does not depend on the longest string of its batch.
-  assert hash_strings(['look'])[0] == hash_strings(['look', 'x' * 9000])[0]
-  # Nor on whether the batch is all ASCII (the fast path) or not.
-  assert hash_strings(['look'])[0] == hash_strings(['look', 'café'])[0]
-
-
-def test_every_form_of_input_gives_the_same_keys():
-  texts = [['You see a mug 1.', 'café'], ['', 'x' * 20]]
-  keys = hash_strings(texts)
-  assert keys.shape == (2, 2) and keys.dtype == np.uint64
-  np.testing.assert_array_equal(hash_strings(np.array(texts)), keys)             # unicode dtype
-  np.testing.assert_array_equal(hash_strings(np.array(texts, dtype=object)), keys)
-  np.testing.assert_array_equal(hash_strings(sum(texts, [])), keys.ravel())
-  assert hash_strings([]).shape == (0,) and hash_strings(np.zeros((2, 0), str)).shape == (2, 0)
-
-
-def test_keys_do_not_depend_on_the_blocks(monkeypatch):
-  rng = np.random.default_rng(3)
-  texts = [''.join(rng.choice(list('ab é'), rng.integers(0, 300))) for _ in range(500)]
-  keys = hash_strings(texts)
-  monkeypatch.setattr(hashing, '_BLOCK_BYTES', 64)
-  np.testing.assert_array_equal(hash_strings(texts), keys)
-  np.testing.assert_array_equal(hash_strings(texts[::-1]), keys[::-1])
+  assert keys.tolist() == [text_key(t) for t in ['go to cabinet 1', 'go to cabinet 1',
+                                                 'go to cabinet 10', '', 'é']]
+  # A text's key does not depend on the other texts of its batch.
+  assert text_keys(['look'])[0] == text_keys(['look', 'x' * 9000, 'café'])[0]
+  assert text_keys(('look',))[0] == text_key('look')
+  assert text_keys([]).shape == (0,)
 
 
 def test_single_character_changes_change_the_string_key():
@@ -81,39 +71,39 @@ def test_single_character_changes_change_the_string_key():
   variants = [base] + [base[:i] + chr(ord(base[i]) ^ 1) + base[i + 1:] for i in range(len(base))]
   variants += [base[:i] + base[i + 1:] for i in range(len(base))]           # one deleted
   variants += [base[:i] + '\0' + base[i:] for i in range(len(base))]       # one NUL added
-  assert len(set(hash_strings(variants).tolist())) == len(set(variants))
+  assert len(set(text_keys(variants).tolist())) == len(set(variants))
 
 
 def test_no_collisions_among_many_random_strings():
   rng = np.random.default_rng(4)
   texts = {''.join(rng.choice(list('ab1 '), rng.integers(0, 24))) for _ in range(200_000)}
-  assert len(set(hash_strings(list(texts)).tolist())) == len(texts)
+  assert len(set(text_keys(list(texts)).tolist())) == len(texts)
 
 
-def test_strings_are_hashed_without_a_fixed_width_copy():
-  """One long text must not make every short one as wide (numpy 'U' arrays
-  take 4 bytes per character of the longest string for every row)."""
+def test_texts_are_keyed_one_at_a_time():
+  """No copy of all texts (nor a fixed-width one, 4 bytes per character of
+  the longest text for every row): at most one text's bytes at a time."""
   texts = ['x' * 200_000] + ['go to cabinet 1'] * 2000
   tracemalloc.start()
-  hash_strings(texts)
+  text_keys(texts)
   peak = tracemalloc.get_traced_memory()[1]
   tracemalloc.stop()
-  assert peak < 4 * sum(map(len, texts)), peak
+  assert peak < 200_000 + 16 * len(texts) + 4096, peak
 
 
 def test_non_strings_are_a_value_error():
-  for bad in (['a', 3], ['a', b'b'], [['a'], ['b', 'c']]):
-    with pytest.raises(ValueError, match='strings must all be str'):
-      hash_strings(bad)
+  for bad in ('a', 3), ('a', b'b'), (['a'],):
+    with pytest.raises(ValueError, match='a state text must be a str'):
+      text_keys(bad)
 
 
 def test_keys_are_stable_across_processes():
-  code = ('from g2po_jax.graph import hash_strings, hash_tokens; import numpy as np; '
-          'print(hash_strings(["You arrive at fridge 1."])[0], '
+  code = ('from g2po_jax.graph import text_key, hash_tokens; import numpy as np; '
+          'print(text_key("You arrive at fridge 1."), '
           'hash_tokens(np.arange(9000).reshape(1, -1) % 777, np.array([8999]))[0])')
   runs = [subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout for _ in range(2)]
-  here = f'{hash_strings(["You arrive at fridge 1."])[0]} ' \
+  here = f'{text_key("You arrive at fridge 1.")} ' \
          f'{hash_tokens(np.arange(9000).reshape(1, -1) % 777, np.array([8999]))[0]}\n'
   assert runs[0] == runs[1] == here
 

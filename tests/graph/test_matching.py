@@ -71,6 +71,26 @@ def test_near_at_threshold_one_is_exact_on_clean_worlds(name):
   np.testing.assert_array_equal(graph.near_keys(texts, group, 1.0), exact)
 
 
+@pytest.mark.parametrize('name', ['household-small', 'household-noisy', 'shop-small'])
+def test_exact_matching_of_the_texts_is_the_source_keys(name):
+  """Rollouts group the environments' keys (`TimeStep.key`) instead of the
+  texts under exact matching; both must give the same keys, hence nodes."""
+  env = envs.make(name)
+  rng = np.random.default_rng(0)
+  current = env.reset(np.repeat(envs.split_seeds('train', 4), 4))
+  seen = list(current)
+  for _ in range(10):
+    out = env.step([None if s.done else str(rng.choice(s.admissible)) for s in current])
+    current = [n if n is not None else s for n, s in zip(out, current)]
+    seen += [n for n in out if n is not None]
+  texts = [s.state_key for s in seen]
+  trues = [s.state_key if s.true_state_key is None else s.true_state_key for s in seen]
+  np.testing.assert_array_equal(graph.exact_keys(texts, None),
+                                np.array([s.key for s in seen], np.uint64))
+  np.testing.assert_array_equal(graph.make_matcher('exact')(trues, None),
+                                np.array([s.true_key for s in seen], np.uint64))
+
+
 @pytest.mark.parametrize('rule', ['exact', 'normalized', 'near'])   # difflib: greedy by design
 def test_permuting_rows_and_groups_permutes_nodes_only(rule):
   texts, _, group = _play('household-noisy', tasks=4, group_size=4, steps=8)
@@ -201,7 +221,7 @@ def test_near_keys_rejects_bad_banding():
 @pytest.mark.parametrize('name', ['household-noisy', 'shop-noisy'])
 def test_noise_splits_exact_nodes_and_the_normalizers_undo_it(name):
   texts, trues, group = _play(name)
-  true_keys = graph.hash_strings(trues)[:, None]
+  true_keys = graph.text_keys(trues)[:, None]
   mask = np.ones((len(texts), 1), bool)
   stats = lambda rule: graph.matching_stats(
       group, graph.make_matcher(rule, rules=noisy.NoisyEnv.NORMALIZERS)(texts, group)[:, None],
