@@ -25,21 +25,24 @@ merged across task groups. Keys do not depend on the order of rows or groups
 
 `near` in detail (all numpy; no loop over rows or pairs):
 1. Texts are deduplicated per group by exact key; only distinct texts go on.
-2. The words of all texts (ASCII letters lower-cased) are hashed at once,
-   from one byte buffer; a shingle is k consecutive words of one segment
-   (line breaks, brackets and `,.;!?` end segments), so reordered lines and
-   list items keep their shingles.
-   A text's feature set is its distinct shingles and its distinct segments.
+2. The words of the texts (ASCII letters lower-cased) are hashed from one
+   byte buffer per block of texts, 8 bytes per read; a shingle is k
+   consecutive words of one segment (line breaks, brackets and `,.;!?` end
+   segments), so reordered lines and list items keep their shingles.
+   A text's feature set is its distinct shingles and its distinct segments
+   (one sort per block).
 3. One-permutation MinHash: a feature's hash picks one of `bands * rows`
    bins by its top bits; a bin keeps its smallest hash (empty bins borrow the
    next non-empty bin's). Texts sharing all `rows` bins of any band land in
-   one bucket; consecutive members of a bucket (ordered by exact key) form
-   candidate pairs, so a bucket of m texts costs m - 1 pairs, not m**2 / 2.
+   one bucket (one sort for all bands); consecutive members of a bucket
+   (ordered by exact key) form candidate pairs, so a bucket of m texts costs
+   m - 1 pairs, not m**2 / 2.
    A pair with Jaccard similarity J is a candidate with probability about
    1 - (1 - J**rows)**bands: 0.99 at J = 0.8 with the defaults (8 x 4).
 4. The similarity of each candidate pair is computed exactly from the two
-   feature sets (sorted-array lookups): Jaccard |A & B| / |A | B| or set
-   cosine |A & B| / sqrt(|A| |B|); pairs below the threshold are dropped.
+   feature sets (a linear merge of both sorted sets): Jaccard |A & B| /
+   |A | B| or set cosine |A & B| / sqrt(|A| |B|); pairs below the threshold
+   are dropped.
    Pairs whose MinHash estimate is far below the threshold (by `_MARGIN`,
    over 3 standard deviations) are dropped before this check, and so are
    pairs that earlier bands already joined.
@@ -198,9 +201,9 @@ def _word_hashes(data: np.ndarray, start: np.ndarray) -> np.ndarray:
   """
   window = np.ndarray((data.size - 7,), '<u8', data, strides=(1,))   # 8 bytes at each offset
   with np.errstate(over='ignore'):
-    value = window[start]
+    value = np.take(window, start)                            # take: faster than []
     live = np.flatnonzero(_cut_at_word_end(value))            # words of 8 bytes or more
-    chunk = window[start[live] + 8]
+    chunk = np.take(window, start[live] + 8)
     more = _cut_at_word_end(chunk)
     value[live] += _premix(chunk) * _CHUNK_BASE
     live = live[more]                                         # of 16 bytes or more
@@ -215,13 +218,14 @@ def _long_word_tails(data: np.ndarray, window: np.ndarray, start: np.ndarray) ->
   stops = np.flatnonzero(data <= 1)
   chunks = (stops[np.searchsorted(stops, start + 16)] - start - 9) // 8   # chunks 2, 3, ...
   k = _ranges(np.full(start.size, 2), chunks)
-  chunk = window[np.repeat(start, chunks) + 8 * k]
+  chunk = np.take(window, np.repeat(start, chunks) + 8 * k)
   _cut_at_word_end(chunk)
   powers = np.cumprod(np.full(int(k.max(initial=1)), _CHUNK_BASE, np.uint64))  # A**1, A**2, ...
   tails = np.zeros(start.size, np.uint64)
   some = np.flatnonzero(chunks)
   if some.size:
-    tails[some] = np.add.reduceat(_premix(chunk) * powers[k - 1], (np.cumsum(chunks) - chunks)[some])
+    offset = np.cumsum(chunks) - chunks
+    tails[some] = np.add.reduceat(_premix(chunk) * powers[k - 1], offset[some])
   return tails
 
 
@@ -255,9 +259,9 @@ def _features(texts: Sequence[str], size: int) -> np.ndarray:
 def _block_features(texts: Sequence[str], size: int, row0: int, bits: int) -> np.ndarray:
   """`_features` of rows row0, row0 + 1, ... (`texts`), with b = bits."""
   data, start, opens, count = _word_spans(texts)
-  h = _word_hashes(data, start)                        # [w], random-looking
+  h = _word_hashes(data, start)                                # [w] random-looking
   w = h.size
-  heads = np.flatnonzero(opens)                                # [s] first word of each segment
+  heads = np.flatnonzero(opens)                                # [s] each segment's first word
   with np.errstate(over='ignore'):
     # Shingle: h_i * M**(k-1) + h_{i-1} * M**(k-2) + ... (a marker for
     # words before the segment); linear in random word hashes, so distinct
@@ -273,7 +277,7 @@ def _block_features(texts: Sequence[str], size: int, row0: int, bits: int) -> np
       shingle = shingle * _SHINGLE_MIX + prev
     # Segment: sum_j h_j * A**j over its words j = 0, 1, ..., and its length.
     up, down = _powers(1 << max(w - 1, 0).bit_length())
-    segment = (np.add.reduceat(h * up[:w], heads) * down[heads] if w else h[:0])
+    segment = np.add.reduceat(h * up[:w], heads) * down[heads] if w else h[:0]
     segment += np.diff(np.append(heads, w)).astype(np.uint64) * _SEGMENT_MIX
   shift = np.uint64(64 - bits)
   row = np.repeat(np.arange(row0, row0 + len(texts), dtype=np.uint64) << np.uint64(bits), count)
@@ -389,7 +393,7 @@ def _intersections(packed: np.ndarray, start: np.ndarray, count: np.ndarray, val
   a, b = a[order], b[order]
   bits = np.uint64(value_bits)
   size_a, size_b = count[a], count[b]
-  keys = np.concatenate([packed[_ranges(start[a], size_a)], packed[_ranges(start[b], size_b)]])
+  keys = np.take(packed, np.concatenate([_ranges(start[a], size_a), _ranges(start[b], size_b)]))
   with np.errstate(over='ignore'):                          # row b -> row a, mod 2**64
     keys[size_a.sum():] += np.repeat((a - b).astype(np.uint64) << bits, size_b)
   keys.sort(kind='stable')
