@@ -80,15 +80,15 @@ _SPACES = bytes(c for c in range(33) if c not in _BREAKS) + bytes(
 _CLASSES = bytes.maketrans(
     _BREAKS + _SPACES + string.ascii_uppercase.encode(),
     b'\0' * len(_BREAKS) + b'\1' * len(_SPACES) + string.ascii_lowercase.encode())
-_BLOCK_CHARS = 1 << 17       # text per block of `_features`
+_BLOCK_CHARS = 1 << 17          # text per block of `_features`
 _PAD = bytes(16)                # after the last text: 8-byte reads stay in the buffer
 # SWAR constants: a byte < 2 in a uint64 is found without a per-byte loop.
 _TWOS, _HIGH_BITS = np.uint64(0x0202020202020202), np.uint64(0x8080808080808080)
 # Candidates whose MinHash estimate is this far below the threshold are not
 # verified: over 3 standard deviations of the 32-bin estimate (<= 0.088).
 _MARGIN = 0.3
-# Odd multipliers of the word, shingle and segment hashes, drawn once from a
-# fixed seed: equal features hash alike in any process.
+# Odd multipliers of the word, shingle, segment and bucket hashes, drawn once
+# from a fixed seed: equal features hash alike in any process.
 _CHUNK_MIX, _CHUNK_BASE, _SHINGLE_MIX, _SEGMENT_MIX, _BUCKET_MIX = (
     np.random.default_rng([0x6A09E667, 3]).integers(0, 2**63, 5, dtype=np.uint64)
     * np.uint64(2) + np.uint64(1))
