@@ -10,7 +10,9 @@ noise of `household-noisy` on every visit (`envs.noisy.header` and
 `garble`: clock, step counter, request id, chatter, case and space jitter),
 so no two visits of a state read alike. Each rule keys the texts of every
 trajectory (its T states and final observation) in one matcher call; times
-are wall medians of `repeats` runs, the rules taking turns. `difflib` is
+are wall and CPU (`time.process_time`: the rules are single-threaded host
+work, so CPU time is what a busy machine distorts least) medians of
+`repeats` runs, the rules taking turns. `difflib` is
 quadratic in a group's distinct states and far slower: it runs on the first
 `difflib_groups` task groups only, and its time is scaled by the number of
 groups (groups are independent and alike), labelled "extrapolated".
@@ -76,16 +78,17 @@ def _quality(group, keys, true) -> dict[str, float]:
 
 
 def _timed(fns: dict, texts, group, repeats: int) -> tuple[dict, dict]:
-  """({name: median seconds}, {name: keys}), the rules taking turns."""
+  """({name: (median wall seconds, median CPU seconds)}, {name: keys}), the
+  rules taking turns."""
   times = {name: [] for name in fns}
   keys = {}
   for _ in range(repeats):
     for name, fn in fns.items():
       fresh = [t.encode().decode() for t in texts]      # no cached hash()
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       keys[name] = fn(fresh, group)
-      times[name].append(time.perf_counter() - t0)
-  return {name: float(np.median(t)) for name, t in times.items()}, keys
+      times[name].append((time.perf_counter() - t0, time.process_time() - c0))
+  return {name: tuple(np.median(t, axis=0).tolist()) for name, t in times.items()}, keys
 
 
 def run_speed(label: str, num_tasks: int, with_difflib: bool) -> dict:
@@ -93,28 +96,32 @@ def run_speed(label: str, num_tasks: int, with_difflib: bool) -> dict:
   seconds, keys = _timed(rules(), texts, group, FLAGS.repeats)
   out = {'rows': len(texts), 'groups': int(np.unique(group).size),
          'mean_chars': float(np.mean([len(t) for t in texts])), 'rules': {}}
-  for name in seconds:
-    out['rules'][name] = {'ms': 1e3 * seconds[name], **_quality(group, keys[name], true)}
+  for name, (wall, cpu) in seconds.items():
+    out['rules'][name] = {'ms': 1e3 * wall, 'cpu_ms': 1e3 * cpu,
+                          **_quality(group, keys[name], true)}
   if with_difflib:
     some = np.isin(group, np.unique(group)[:FLAGS.difflib_groups])
     sub = [t for t, s in zip(texts, some) if s]
     fn = graph_lib.make_matcher('difflib', similarity=FLAGS.difflib_threshold)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sub_keys = fn(sub, group[some])
-    measured = time.perf_counter() - t0
+    measured, measured_cpu = time.perf_counter() - t0, time.process_time() - c0
+    scale = out['groups'] / FLAGS.difflib_groups
     out['rules'][f'difflib {FLAGS.difflib_threshold:g}'] = {
-        'ms': 1e3 * measured * out['groups'] / FLAGS.difflib_groups, 'extrapolated': True,
-        'measured_ms': 1e3 * measured, 'measured_groups': FLAGS.difflib_groups,
-        **_quality(group[some], sub_keys, true[some])}
-  exact_ms = out['rules']['exact']['ms']
+        'ms': 1e3 * measured * scale, 'cpu_ms': 1e3 * measured_cpu * scale, 'extrapolated': True,
+        'measured_ms': 1e3 * measured, 'measured_cpu_ms': 1e3 * measured_cpu,
+        'measured_groups': FLAGS.difflib_groups, **_quality(group[some], sub_keys, true[some])}
+  exact = out['rules']['exact']
   print(f'\n### {label}: {out["rows"]} texts of {out["mean_chars"]:.0f} characters in '
         f'{out["groups"]} groups (synthetic, noisy)')
-  print('| rule | ms | x exact | purity | recall | single-visit steps (true) |')
-  print('|---|---:|---:|---:|---:|---:|')
+  print('| rule | ms | x exact | CPU ms | x exact (CPU) | purity | recall '
+        '| single-visit steps (true) |')
+  print('|---|---:|---:|---:|---:|---:|---:|---:|')
   for name, r in out['rules'].items():
-    ms = f'{r["ms"]:.1f}' + (f' (extrapolated from {r["measured_groups"]} groups)'
-                             if r.get('extrapolated') else '')
-    print(f'| {name} | {ms} | {r["ms"] / exact_ms:.1f} | {r["purity"]:.3f} | '
+    note = (f' (extrapolated from {r["measured_groups"]} groups)'
+            if r.get('extrapolated') else '')
+    print(f'| {name} | {r["ms"]:.1f}{note} | {r["ms"] / exact["ms"]:.1f} | '
+          f'{r["cpu_ms"]:.1f} | {r["cpu_ms"] / exact["cpu_ms"]:.1f} | {r["purity"]:.3f} | '
           f'{r["recall"]:.3f} | {r["singleton_fraction"]:.1%} '
           f'({r["true_singleton_fraction"]:.1%}) |')
   return out
@@ -149,13 +156,14 @@ def run_world() -> dict:
   out = {'steps': len(texts), 'rules': {}}
   print(f'\n### household-noisy: {len(texts)} steps of {FLAGS.world_tasks} tasks x 8 attempts '
         f'(oracle with {FLAGS.random_actions:.0%} random actions)')
-  print('| rule | ms | nodes | visits / node | single-visit steps (true) | merged nodes '
-        '| purity | recall |')
-  print('|---|---:|---:|---:|---:|---:|---:|---:|')
+  print('| rule | ms | CPU ms | nodes | visits / node | single-visit steps (true) '
+        '| merged nodes | purity | recall |')
+  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
   for name in fns:
     q = _quality(group, keys[name], true)
-    out['rules'][name] = {'ms': 1e3 * seconds[name], **q}
-    print(f'| {name} | {1e3 * seconds[name]:.1f} | {q["nodes"]:.0f} | '
+    wall, cpu = seconds[name]
+    out['rules'][name] = {'ms': 1e3 * wall, 'cpu_ms': 1e3 * cpu, **q}
+    print(f'| {name} | {1e3 * wall:.1f} | {1e3 * cpu:.1f} | {q["nodes"]:.0f} | '
           f'{q["visits_per_node"]:.2f} | {q["singleton_fraction"]:.1%} '
           f'({q["true_singleton_fraction"]:.1%}) | {q["merged_nodes"]:.0f} | '
           f'{q["purity"]:.3f} | {q["recall"]:.3f} |')

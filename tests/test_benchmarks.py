@@ -41,6 +41,7 @@ def test_bench_matching(tmp_path):
   speed = result['16x8x6']['rules']
   assert set(speed) == {'exact', 'normalized', 'near 0.8', 'difflib 0.95'}
   assert speed['difflib 0.95']['extrapolated'] and all(r['ms'] > 0 for r in speed.values())
+  assert all(r['cpu_ms'] >= 0 for r in speed.values())
   world = result['world']['rules']
   assert world['normalized']['purity'] == world['normalized']['recall'] == 1.0
   assert '| near 0.8 |' in text

@@ -99,7 +99,7 @@ class NoisyEnv(base.BatchEnv):
 
   NORMALIZERS = (
       (r'[A-Z]', '<lower>'),                                     # case jitter
-      (r' {2,}', ' '),                                           # doubled spaces
+      (r'  +', ' '),                 # doubled spaces (' {2,}' alike; re finds '  ' faster)
       (r'\[\d\d:\d\d:\d\d\] step \d+, ', ''),                    # clock and counter
       (r'request [0-9a-f]{8}\. ', ''),                           # request id
       (' (?:' + '|'.join(re.escape(s.lower()) for s in _CHATTER) + ')', ''),

@@ -62,7 +62,7 @@ def _weights(chunk: int) -> np.ndarray:
 _W0 = _weights(0)
 
 
-def _finalize(h: np.ndarray) -> np.ndarray:
+def finalize(h: np.ndarray) -> np.ndarray:
   """splitmix64 finalizer: a bijection on uint64 that spreads every bit."""
   with np.errstate(over='ignore'):
     h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -75,7 +75,7 @@ def mix(*keys: np.ndarray) -> np.ndarray:
   out = np.zeros(np.broadcast_shapes(*(np.shape(k) for k in keys)), np.uint64)
   with np.errstate(over='ignore'):
     for i, k in enumerate(keys):
-      out = _finalize(out * _MIX[i % len(_MIX)] + np.asarray(k, np.uint64))
+      out = finalize(out * _MIX[i % len(_MIX)] + np.asarray(k, np.uint64))
   return out
 
 

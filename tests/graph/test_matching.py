@@ -165,6 +165,35 @@ def test_cosine_merges_what_jaccard_keeps_apart():
   assert jac[0] != jac[1] and cos[0] == cos[1]
 
 
+def test_near_reads_whole_words_of_any_length_and_script():
+  """Words are read 8 bytes at a time: one changed byte anywhere in a word
+  (up to 40 bytes, non-ASCII too) is a different word, while case,
+  punctuation of one kind and doubled spaces change no feature."""
+  rng = np.random.default_rng(0)
+  vocab = ['x' * n for n in (1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 40)]
+  vocab += ['café', 'naïve', '日本語のテキスト']
+  words = [str(w) for w in rng.choice(vocab, 30)]
+  base = ' '.join(words)
+  same = ' - '.join(w.upper() if w.isascii() and i % 2 else w for i, w in enumerate(words))
+  texts, expected = [base, same + '  '], []
+  for j in range(len(words)):
+    for p in {0, len(words[j]) // 2, len(words[j]) - 1}:
+      edited = list(words)
+      edited[j] = words[j][:p] + 'y' + words[j][p + 1:]
+      texts.append(' '.join(edited))
+      expected.append(_jaccard(base, texts[-1]))
+  group = np.zeros(len(texts), int)
+  keys = graph.near_keys(texts, group, 1.0, bands=32, rows=1)
+  assert keys[0] == keys[1]                                 # equal feature sets
+  assert keys[0] not in keys[2:]                            # one byte differs
+  # At its exact Jaccard a pair merges (32 one-bin bands: a sure candidate);
+  # just above it, it never does.
+  for text, similarity in zip(texts[2:], expected):
+    at = graph.near_keys([base, text], group[:2], similarity, bands=32, rows=1)
+    above = graph.near_keys([base, text], group[:2], similarity + 1e-9, bands=32, rows=1)
+    assert at[0] == at[1] and above[0] != above[1]
+
+
 def _greedy_reference(texts, threshold):
   """GiGPO's rule written out: index of each text's cluster (first member)."""
   firsts, out = [], []
