@@ -63,7 +63,7 @@ def play(env: envs.BatchEnv, seeds: Sequence[int], *, noise: float, max_steps: i
   for t in range(max_steps):
     plans = env.oracle_plans()
     actions = [None] * len(seeds)
-    offered = sorted({a for s in steps if not s.done for a in s.admissible})
+    offered = {a for s in steps if not s.done for a in s.admissible}
     for i, (s, plan) in enumerate(zip(steps, plans)):
       if s.done or plan is None:
         continue
@@ -74,7 +74,7 @@ def play(env: envs.BatchEnv, seeds: Sequence[int], *, noise: float, max_steps: i
       elif u < noise + invalid:
         # A near miss where there is one: the oracle's verb with wrong
         # arguments, as a policy's failed copy of the right action.
-        wrong = sorted(set(offered) - set(s.admissible))
+        wrong = sorted(offered.difference(s.admissible))
         near = [a for a in wrong if a.split(' ', 1)[0] == plan[0].split(' ', 1)[0]]
         actions[i] = str(rng.choice(near or wrong)) if wrong else plan[0]
       else:
